@@ -1,0 +1,164 @@
+"""``kiridashi`` command line.
+
+kiridashi extract INPUT_DIR OUTPUT_DIR [hydra overrides...]   one-shot folder -> cut-outs
+kiridashi check --results OUT/extraction_results.json        quality report (+ dashboard)
+kiridashi dashboard --report OUT/unified_quality_report.json  self-contained HTML
+kiridashi trend                                              metric history, regression check
+kiridashi overlay IMAGE_OR_RESULTS [--out DIR]               debug drawings
+kiridashi models list|fetch NAME|path                        model files
+kiridashi params [--check]                                   compose conf/ into params.yaml
+kiridashi demo OUT_DIR                                       build the demo dataset
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from kiridashi.logs import setup_logging
+
+log = logging.getLogger("kiridashi")
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from kiridashi.config import compose
+    from kiridashi.evaluate import run_evaluation, summary_text
+    from kiridashi.pipeline import RESULTS, extract
+
+    cfg = compose(args.overrides)
+    doc = extract(Path(args.input_dir), Path(args.output_dir), cfg)
+    results = Path(args.output_dir) / RESULTS
+    if not args.no_check:
+        report = run_evaluation(results, cfg=cfg.get("evaluate"))
+        if report["summary"]["scored"]:
+            print(summary_text(report))
+        print(f"report: {results.parent / 'unified_quality_report.json'}")
+    _notify_extraction(doc, Path(args.output_dir), cfg)
+    return 0
+
+
+def _notify_extraction(doc: dict, out_dir: Path, cfg: dict) -> None:
+    try:
+        from kiridashi.notify import notify_extraction
+    except ImportError:
+        return
+    notify_extraction(doc, out_dir, cfg.get("notify", {}))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from kiridashi.evaluate import REPORT, run_evaluation, summary_text
+
+    report = run_evaluation(Path(args.results), cfg={}, dashboard=not args.no_dashboard)
+    print(summary_text(report))
+    print(f"report: {Path(args.results).parent / REPORT}")
+    try:
+        from kiridashi.notify import notify_check
+    except ImportError:
+        return 0
+    notify_check(report)
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from kiridashi import io as kio
+    from kiridashi.report import write_dashboard
+
+    report_path = Path(args.report)
+    out = Path(args.out) if args.out else report_path.with_name("dashboard.html")
+    write_dashboard(kio.read_json(report_path), out)
+    print(f"dashboard: {out}")
+    return 0
+
+
+def cmd_params(args: argparse.Namespace) -> int:
+    from kiridashi.cache import REPO_ROOT
+    from kiridashi.config import compose, dump_params, load_params
+
+    path = REPO_ROOT / "params.yaml"
+    cfg = compose(args.overrides)
+    if args.check:
+        if load_params(path) != cfg:
+            print("params.yaml differs from conf/: run `kiridashi params`", file=sys.stderr)
+            return 1
+        print("params.yaml matches conf/")
+        return 0
+    dump_params(cfg, path)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from kiridashi import models
+
+    return models.main(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from kiridashi.demo import build_demo
+
+    summary = build_demo(Path(args.out_dir), n_images=args.n, seed=args.seed, source=args.source)
+    print(summary)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kiridashi", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("extract", help="cut out every character of every image in a folder")
+    p.add_argument("input_dir")
+    p.add_argument("output_dir")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. segment=sam_vit_b")
+    p.add_argument("--no-check", action="store_true", help="skip the quality report")
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("check", help="unified quality report of an output folder")
+    p.add_argument("--results", required=True, help="path to extraction_results.json")
+    p.add_argument("--no-dashboard", action="store_true")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("dashboard", help="self-contained HTML dashboard from a quality report")
+    p.add_argument("--report", required=True, help="path to unified_quality_report.json")
+    p.add_argument("--out", help="output HTML (default: dashboard.html beside the report)")
+    p.set_defaults(func=cmd_dashboard)
+
+    p = sub.add_parser("params", help="compose conf/ into params.yaml")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--check", action="store_true", help="only check that they agree")
+    p.set_defaults(func=cmd_params)
+
+    p = sub.add_parser("models", help="list, fetch or locate model files")
+    msub = p.add_subparsers(dest="models_command", required=True)
+    msub.add_parser("list", help="known models and whether they are present")
+    f = msub.add_parser("fetch", help="download a model (sha256-checked)")
+    f.add_argument("names", nargs="+")
+    msub.add_parser("path", help="print the models folder")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("demo", help="build the demo dataset")
+    p.add_argument("out_dir")
+    p.add_argument("--n", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--source", default="auto", choices=["auto", "renpy", "procedural"])
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Configuration: Hydra composition of ``conf/`` (the source of truth) and ``params.yaml`` access.
+
+``params.yaml`` is ``conf/`` composed with no overrides (``dvc exp run`` writes it the same way);
+a test keeps the two equal. Stage entry points read only their own section of ``params.yaml``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kiridashi.cache import REPO_ROOT, find_repo_root, main_repo_root
+
+CONF_DIR = REPO_ROOT / "conf"
+STAGE_SECTIONS = ("preprocess", "detect", "segment", "merge", "evaluate")
+
+
+def compose(overrides: list[str] | None = None, conf_dir: Path = CONF_DIR) -> dict[str, Any]:
+    """The composed config as a plain dict (Hydra ``compose`` with ``overrides``)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(Path(conf_dir).resolve()), version_base="1.3"):
+        cfg = hydra_compose(config_name="config", overrides=list(overrides or []))
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def dump_params(cfg: dict, path: Path) -> None:
+    from kiridashi.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+
+
+def load_params(path: Path | None = None) -> dict[str, Any]:
+    """``params.yaml`` of the repo (or ``path``) as a dict."""
+    if path is None:
+        root = find_repo_root() or REPO_ROOT
+        path = root / "params.yaml"
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh) or {}
+
+
+def resolve_models_dir(configured: str | os.PathLike | None) -> Path:
+    """``$KIRIDASHI_MODELS_DIR``, else the configured folder (relative paths: repo root)."""
+    env = os.environ.get("KIRIDASHI_MODELS_DIR")
+    if env:
+        return Path(env).expanduser()
+    path = Path(configured or "models").expanduser()
+    if not path.is_absolute():
+        path = (main_repo_root() or REPO_ROOT) / path
+    return path

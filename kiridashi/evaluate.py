@@ -1,0 +1,237 @@
+"""The unified quality report of an output folder: GT metrics where ground truth exists.
+
+Input is an ``extraction_results.json``; the report (``unified_quality_report.json``) holds one
+entry per image and a summary. ``metrics.json`` (DVC metrics) and ``per_image.csv`` (DVC plots)
+are flat views of it.
+
+Ground-truth characters for detection metrics come from per-character masks
+``NAME_gt_<k>.png`` (beside the GT or in a sibling ``alpha/`` folder) when they exist, else from
+the large connected components of the union GT mask.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from kiridashi import io as kio
+from kiridashi import metrics as km
+
+log = logging.getLogger(__name__)
+
+REPORT = "unified_quality_report.json"
+SCORE_KEYS = ("iou", "dice", "precision", "recall", "boundary_f")
+CHARACTER_MIN_COMPONENT = 0.15  # GT components >= this share of the largest count as characters
+
+
+def gt_character_boxes(gt_path: Path, gt: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """XYXY boxes of the ground-truth characters of one image (see module docstring)."""
+    stem = gt_path.stem  # NAME_gt
+    folders = [gt_path.parent, gt_path.parent.parent / "alpha"]
+    for folder in folders:
+        parts = sorted(folder.glob(f"{stem}_[0-9]*.png")) if folder.is_dir() else []
+        boxes = []
+        for part in parts:
+            try:
+                mask, _ = kio.load_mask(part)
+            except kio.BadInput:
+                continue
+            if mask.shape == gt.shape and (box := km.mask_box(mask)) is not None:
+                boxes.append(box)
+        if boxes:
+            return boxes
+    n, _, stats, _ = cv2.connectedComponentsWithStats(gt.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return []
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.nonzero(areas >= CHARACTER_MIN_COMPONENT * areas.max())[0] + 1
+    return [
+        (
+            int(stats[i, 0]),
+            int(stats[i, 1]),
+            int(stats[i, 0] + stats[i, 2]),
+            int(stats[i, 1] + stats[i, 3]),
+        )
+        for i in keep
+    ]
+
+
+def evaluate_image(
+    record: dict, out_dir: Path, input_dir: Path, match_iou: float = 0.5
+) -> dict[str, Any]:
+    """One report entry: GT metrics (or why there are none) and detection facts."""
+    entry: dict[str, Any] = {
+        "source": record["source"],
+        "status": record.get("status"),
+        "reason": record.get("reason"),
+        "notes": list(record.get("notes", [])),
+        "gt": record.get("gt"),
+        "mask": record.get("mask"),
+        "n_characters": len(record.get("characters", [])),
+        "face_found": any(c.get("face_box") for c in record.get("characters", [])),
+        "metrics": None,
+        "scored": False,
+    }
+    if record.get("status") != "ok":
+        entry["gt_note"] = "not processed"
+        return entry
+    if not record.get("gt"):
+        entry["gt_note"] = "no GT - not scored"
+        return entry
+    gt_path = Path(record["gt"])
+    gt_path = gt_path if gt_path.is_absolute() else input_dir / gt_path
+    try:
+        gt, notes = kio.load_mask(gt_path)
+        pred, _ = kio.load_mask(out_dir / record["mask"])
+    except (kio.BadInput, FileNotFoundError) as exc:
+        entry["gt_note"] = f"unreadable GT or mask: {exc}"
+        return entry
+    entry["notes"] += notes
+    if gt.shape != pred.shape:
+        entry["gt_note"] = (
+            f"GT size {gt.shape[1]}x{gt.shape[0]} differs from image "
+            f"{pred.shape[1]}x{pred.shape[0]} - not scored"
+        )
+        log.warning("%s: %s", record["source"], entry["gt_note"])
+        return entry
+    entry["metrics"] = {k: round(v, 5) for k, v in km.score_masks(pred, gt).to_dict().items()}
+    entry["scored"] = True
+    gt_boxes = gt_character_boxes(gt_path, gt)
+    pred_boxes = [c["box"] for c in record.get("characters", [])]
+    matches = km.match_boxes(pred_boxes, gt_boxes, match_iou)
+    entry["characters_gt"] = len(gt_boxes)
+    entry["characters_matched"] = len(matches)
+    entry["has_character"] = bool(gt_boxes)
+    return entry
+
+
+def _mean(values: list[float]) -> float | None:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    return round(float(np.mean(vals)), 5) if vals else None
+
+
+def summarise(entries: list[dict], results: dict) -> dict[str, Any]:
+    scored = [e for e in entries if e["scored"]]
+    with_chars = [e for e in scored if e.get("has_character")]
+    summary: dict[str, Any] = {
+        "images": results.get("summary", {}).get("images", len(entries)),
+        "processed": sum(e["status"] == "ok" for e in entries),
+        "skipped": len(results.get("skipped", [])),
+        "scored": len(scored),
+        "unmatched_gt": len(results.get("unmatched_gt", [])),
+    }
+    for key in SCORE_KEYS:
+        summary[f"mean_{key}"] = _mean([e["metrics"][key] for e in with_chars])
+    summary["min_iou"] = min((e["metrics"]["iou"] for e in with_chars), default=None)
+    gt_chars = sum(e.get("characters_gt", 0) for e in scored)
+    matched = sum(e.get("characters_matched", 0) for e in scored)
+    predicted = sum(e["n_characters"] for e in scored)
+    summary["character_recall"] = round(matched / gt_chars, 5) if gt_chars else None
+    summary["character_precision"] = round(matched / predicted, 5) if predicted else None
+    summary["face_detection_rate"] = (
+        round(sum(e["face_found"] for e in with_chars) / len(with_chars), 5) if with_chars else None
+    )
+    empties = [e for e in scored if not e.get("has_character")]
+    summary["empty_scenes"] = len(empties)
+    summary["empty_scenes_clean"] = sum(e["n_characters"] == 0 for e in empties)
+    return summary
+
+
+def build_report(results_path: Path, cfg: dict | None = None) -> dict[str, Any]:
+    """The unified quality report for an ``extraction_results.json`` (cfg: ``evaluate`` section)."""
+    cfg = cfg or {}
+    results_path = Path(results_path)
+    results = kio.read_json(results_path)
+    out_dir = results_path.parent
+    input_dir = Path(results.get("input_dir") or ".")
+    match_iou = float(cfg.get("character_match_iou", 0.5))
+    entries = [evaluate_image(r, out_dir, input_dir, match_iou) for r in results["images"]]
+    return {
+        "schema_version": 1,
+        "results": str(results_path),
+        "input_dir": str(input_dir),
+        "output_dir": str(out_dir),
+        "params_digest": results.get("params_digest"),
+        "summary": summarise(entries, results),
+        "skipped": results.get("skipped", []),
+        "unmatched_gt": results.get("unmatched_gt", []),
+        "images": entries,
+    }
+
+
+def flat_metrics(report: dict) -> dict[str, Any]:
+    """``metrics.json`` content: the summary's numbers (what ``dvc exp show`` lists)."""
+    return {k: v for k, v in report["summary"].items() if isinstance(v, (int, float)) or v is None}
+
+
+def per_image_csv(report: dict) -> str:
+    """``per_image.csv``: one row per scored image (DVC plots source)."""
+    buf = _io.StringIO()
+    fields = ["source", *SCORE_KEYS, "n_characters", "face_found"]
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for e in report["images"]:
+        if e["scored"]:
+            writer.writerow(
+                {
+                    "source": e["source"],
+                    **e["metrics"],
+                    "n_characters": e["n_characters"],
+                    "face_found": int(e["face_found"]),
+                }
+            )
+    return buf.getvalue()
+
+
+def write_report(report: dict, report_path: Path) -> None:
+    kio.atomic_write_json(report_path, report)
+
+
+def summary_text(report: dict) -> str:
+    s = report["summary"]
+
+    def f(v):
+        return "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    return (
+        f"scored {s['scored']} of {s['processed']} processed ({s['skipped']} skipped): "
+        f"IoU {f(s['mean_iou'])}, Dice {f(s['mean_dice'])}, boundary F {f(s['mean_boundary_f'])}, "
+        f"face rate {f(s['face_detection_rate'])}, character recall {f(s['character_recall'])}, "
+        f"precision {f(s['character_precision'])}"
+    )
+
+
+def run_evaluation(
+    results_path: Path,
+    report_dir: Path | None = None,
+    metrics_dir: Path | None = None,
+    cfg: dict | None = None,
+    dashboard: bool = True,
+) -> dict:
+    """Report, metrics, plots data and dashboard for one output folder.
+
+    report_dir: where ``unified_quality_report.json`` and ``dashboard.html`` go (default: beside
+    the results). metrics_dir: where ``metrics.json`` and ``per_image.csv`` go (default: none).
+    """
+    results_path = Path(results_path)
+    report_dir = Path(report_dir) if report_dir else results_path.parent
+    report = build_report(results_path, cfg)
+    write_report(report, report_dir / REPORT)
+    if metrics_dir is not None:
+        kio.atomic_write_json(Path(metrics_dir) / "metrics.json", flat_metrics(report))
+        kio.atomic_write_text(Path(metrics_dir) / "per_image.csv", per_image_csv(report))
+    if dashboard:
+        try:
+            from kiridashi.report import write_dashboard
+        except ImportError:  # pragma: no cover - the dashboard module is optional at import
+            log.warning("dashboard module unavailable: no dashboard written")
+        else:
+            write_dashboard(report, report_dir / "dashboard.html")
+    return report

@@ -1,0 +1,323 @@
+"""Running the steps over folders: the DVC stages and the one-shot ``kiridashi extract``.
+
+Each DVC stage walks the images listed by the stage before it, runs its own step through the
+cache and writes a small JSON manifest (its ``outs``). The manifest also records the params of
+every step so far, so a stage never reads another stage's section of ``params.yaml`` yet can
+recompute anything missing from the cache. The merge stage and ``extract`` write the output
+contract (masks, crops, ``extraction_results.json``), image by image, so an interrupted run keeps
+everything finished before the interruption.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from kiridashi import __version__
+from kiridashi import io as kio
+from kiridashi.cache import ResultCache, params_digest, resolve_cache_dir
+from kiridashi.config import resolve_models_dir
+from kiridashi.runner import SCHEMA_VERSION, STEPS, Runner, Skipped, Source, output_stem
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+RESULTS = "extraction_results.json"
+_RECORD_KEYS = ("source", "content_hash", "gt", "notes", "status", "reason")
+
+
+def progress(iterable: Iterable, total: int, desc: str) -> Iterable:
+    """A tqdm progress bar on stderr (hidden when stderr is not a terminal)."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="img", disable=None, file=sys.stderr)
+
+
+def make_runner(cfg: dict) -> Runner:
+    cache_cfg = cfg.get("cache") or {}
+    cache = ResultCache(
+        resolve_cache_dir(cache_cfg.get("dir")),
+        int(float(cache_cfg.get("size_limit_gb", 20)) * 2**30),
+    )
+    return Runner(cfg, cache, resolve_models_dir(cfg.get("models_dir")))
+
+
+def report_counts(runner: Runner, steps: Iterable[str] = STEPS) -> str:
+    """``step: computed N, reused M, skipped K`` lines (what every stage prints)."""
+    lines = [
+        f"{s}: computed {c['computed']}, reused {c['reused']}, skipped {c['skipped']}"
+        for s in steps
+        for c in [runner.counts[s]]
+    ]
+    if runner.cache.stats.corrupt:
+        lines.append(f"cache: {runner.cache.stats.corrupt} corrupt entries dropped and recomputed")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ sources
+
+
+def _rel(path: Path | None, root: Path) -> str | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def discover_sources(input_dir: Path) -> tuple[list[Source], list[dict], dict]:
+    """Sources under ``input_dir``, their base records, and the discovery report."""
+    input_dir = Path(input_dir)
+    found = kio.discover(input_dir)
+    sources = [Source.from_item(item) for item in found.items]
+    records = [
+        {"source": s.rel, "gt": _rel(s.gt_path, input_dir), "notes": list(s.notes)} for s in sources
+    ]
+    report = {
+        "input_dir": str(input_dir),
+        "skipped_files": [{"source": s.rel, "reason": s.reason} for s in found.skipped],
+        "unmatched_gt": found.unmatched_gt,
+    }
+    return sources, records, report
+
+
+def load_manifest(folder: Path) -> dict:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise SystemExit(f"missing {path}: run the stage before this one first")
+    return kio.read_json(path)
+
+
+def sources_from_manifest(manifest: dict) -> tuple[list[Source], list[dict]]:
+    """The sources a manifest lists (with known hashes) and copies of their records."""
+    root = Path(manifest["input_dir"])
+    sources, records = [], []
+    for item in manifest["items"]:
+        gt = item.get("gt")
+        sources.append(
+            Source(
+                rel=item["source"],
+                path=root / item["source"],
+                gt_path=(root / gt) if gt else None,
+                notes=list(item.get("notes", [])),
+                known_hash=item.get("content_hash"),
+            )
+        )
+        records.append({k: item[k] for k in _RECORD_KEYS if k in item})
+    return sources, records
+
+
+# ------------------------------------------------------------------------------ stages
+
+
+def run_step(
+    runner: Runner,
+    step: str,
+    sources: list[Source],
+    records: list[dict],
+    on_result: Callable[[Source, Any, dict], None] | None = None,
+) -> None:
+    """Run ``step`` on every source whose record is not already skipped; update the records."""
+    for src, record in progress(list(zip(sources, records, strict=True)), len(sources), step):
+        if record.get("status") == "skipped":
+            runner.counts[step]["skipped"] += 1
+            continue
+        try:
+            value = getattr(runner, step)(src)
+            record["content_hash"] = src.hash
+        except (Skipped, kio.BadInput) as exc:
+            if isinstance(exc, kio.BadInput):
+                runner.counts[step]["skipped"] += 1
+            record.update(status="skipped", reason=str(exc))
+            log.warning("skipped %s: %s", src.rel, exc)
+            continue
+        except MemoryError:
+            runner.counts[step]["skipped"] += 1
+            record.update(status="skipped", reason=f"{step} failed: out of memory")
+            log.error("skipped %s: %s", src.rel, record["reason"])
+            continue
+        except Exception as exc:  # noqa: BLE001 - one broken image must not stop a batch
+            runner.counts[step]["skipped"] += 1
+            reason = f"{step} failed: {type(exc).__name__}: {exc}".splitlines()[0]
+            record.update(status="skipped", reason=reason)
+            log.error("skipped %s: %s", src.rel, reason)
+            log.debug("traceback for %s", src.rel, exc_info=True)
+            continue
+        record["status"] = "ok"
+        if on_result is not None:
+            on_result(src, value, record)
+
+
+def _stage_cfg(step: str, params: dict, upstream: dict | None) -> dict:
+    cfg = dict(upstream["params"]) if upstream else {}
+    cfg[step] = params[step]
+    for key in ("models_dir", "cache"):
+        if key in params:
+            cfg[key] = params[key]
+    return cfg
+
+
+def run_manifest_stage(
+    step: str,
+    params: dict,
+    out_dir: Path,
+    input_dir: Path | None = None,
+    upstream_dir: Path | None = None,
+    describe: Callable[[Source, Any, dict], None] | None = None,
+) -> Runner:
+    """One DVC stage that writes ``out_dir/manifest.json`` (preprocess, detect, segment)."""
+    upstream = load_manifest(upstream_dir) if upstream_dir else None
+    if upstream is None:
+        sources, records, report = discover_sources(Path(input_dir))
+    else:
+        sources, records = sources_from_manifest(upstream)
+        report = {k: v for k, v in upstream.items() if k not in ("items", "params")}
+    cfg = _stage_cfg(step, params, upstream)
+    runner = make_runner(cfg)
+    run_step(runner, step, sources, records, describe)
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        **report,
+        "params": {k: cfg[k] for k in STEPS if k in cfg},
+        "items": records,
+    }
+    kio.atomic_write_json(Path(out_dir) / MANIFEST, manifest)
+    print(report_counts(runner, [step]))
+    return runner
+
+
+# ------------------------------------------------------------------------------ outputs
+
+
+def write_image_outputs(out_dir: Path, src: Source, merged: dict, record: dict) -> None:
+    """Write one image's union mask and crops (atomically) and fill its result record.
+
+    Layout: ``masks/REL_STEM.png`` (full-frame 0/255) and ``crops/REL_STEM_c{k}.png`` (RGBA).
+    Crops of an earlier run of this image beyond the current count are removed.
+    """
+    out_dir = Path(out_dir)
+    stem = output_stem(src.rel)
+    mask_rel = f"masks/{stem}.png"
+    kio.atomic_write_bytes(out_dir / mask_rel, merged["mask_png"])
+    chars = []
+    for ch in merged["characters"]:
+        crop_rel = f"crops/{stem}_c{ch['index']}.png"
+        kio.atomic_write_bytes(out_dir / crop_rel, ch["crop_png"])
+        chars.append({**{k: v for k, v in ch.items() if k != "crop_png"}, "crop": crop_rel})
+    crop_dir = (out_dir / "crops" / stem).parent
+    name = Path(stem).name
+    if crop_dir.is_dir():
+        for old in crop_dir.glob(f"{name}_c*.png"):
+            suffix = old.stem[len(name) + 2 :]
+            if suffix.isdigit() and int(suffix) >= len(chars):
+                old.unlink(missing_ok=True)
+    record.update(
+        size=merged["size"],
+        notes=list(dict.fromkeys(record.get("notes", []) + merged.get("notes", []))),
+        mask=mask_rel,
+        characters=chars,
+    )
+
+
+def results_document(
+    records: list[dict], report: dict, cfg: dict, runner: Runner, seconds: float
+) -> dict:
+    """The ``extraction_results.json`` document."""
+    ok = [r for r in records if r.get("status") == "ok"]
+    skipped = [
+        {"source": r["source"], "reason": r.get("reason", "")}
+        for r in records
+        if r.get("status") == "skipped"
+    ] + list(report.get("skipped_files", []))
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": f"kiridashi {__version__}",
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "input_dir": report.get("input_dir"),
+        "params": {k: cfg[k] for k in STEPS if k in cfg},
+        "params_digest": params_digest({k: cfg[k] for k in STEPS if k in cfg}),
+        "summary": {
+            "images": len(records),
+            "processed": len(ok),
+            "skipped": len(skipped),
+            "characters": sum(len(r.get("characters", [])) for r in ok),
+            "seconds": round(seconds, 2),
+            "counts": {s: dict(runner.counts[s]) for s in STEPS},
+        },
+        "skipped": skipped,
+        "unmatched_gt": report.get("unmatched_gt", []),
+        "images": records,
+    }
+
+
+def write_results(
+    out_dir: Path,
+    sources: list[Source],
+    records: list[dict],
+    report: dict,
+    runner: Runner,
+    checkpoint_every: int = 25,
+) -> dict:
+    """Merge every image, write its outputs as it finishes, then ``extraction_results.json``.
+
+    The results file is also rewritten every ``checkpoint_every`` images, so a killed run leaves
+    a valid (partial) one.
+    """
+    out_dir = Path(out_dir)
+    t0 = time.perf_counter()
+    done = 0
+
+    def on_result(src: Source, merged: dict, record: dict) -> None:
+        nonlocal done
+        write_image_outputs(out_dir, src, merged, record)
+        done += 1
+        if checkpoint_every and done % checkpoint_every == 0:
+            partial = results_document(records, report, runner.cfg, runner, 0.0)
+            partial["summary"]["partial"] = True
+            kio.atomic_write_json(out_dir / RESULTS, partial)
+
+    run_step(runner, "merge", sources, records, on_result)
+    doc = results_document(records, report, runner.cfg, runner, time.perf_counter() - t0)
+    kio.atomic_write_json(out_dir / RESULTS, doc)
+    return doc
+
+
+def summary_lines(doc: dict, out_dir: Path) -> list[str]:
+    s = doc["summary"]
+    lines = [
+        f"{s['processed']} of {s['images']} images processed, {s['characters']} characters, "
+        f"{s['skipped']} skipped, {s['seconds']:.1f} s "
+        f"({s['seconds'] / max(1, s['images']):.2f} s/image)"
+    ]
+    lines += [f"  skipped {k['source']}: {k['reason']}" for k in doc["skipped"]]
+    lines += [f"  GT without image: {g}" for g in doc["unmatched_gt"]]
+    lines.append(f"results: {Path(out_dir) / RESULTS}")
+    return lines
+
+
+def stage_merge(params: dict, upstream_dir: Path, out_dir: Path) -> dict:
+    upstream = load_manifest(upstream_dir)
+    sources, records = sources_from_manifest(upstream)
+    report = {k: v for k, v in upstream.items() if k not in ("items", "params")}
+    cfg = _stage_cfg("merge", params, upstream)
+    runner = make_runner(cfg)
+    doc = write_results(Path(out_dir), sources, records, report, runner)
+    print(report_counts(runner, ["merge"]))
+    print("\n".join(summary_lines(doc, out_dir)))
+    return doc
+
+
+def extract(input_dir: Path, out_dir: Path, cfg: dict) -> dict:
+    """Every step on every image under ``input_dir``; the output contract in ``out_dir``."""
+    sources, records, report = discover_sources(Path(input_dir))
+    runner = make_runner(cfg)
+    doc = write_results(Path(out_dir), sources, records, report, runner)
+    print(report_counts(runner))
+    print("\n".join(summary_lines(doc, out_dir)))
+    return doc

@@ -1,0 +1,204 @@
+"""Per-image steps of the pipeline, each cached by content.
+
+Keys form a chain, so a result can be looked up without loading anything upstream:
+
+- preprocess: image bytes hash + ``preprocess`` params
+- detect:     preprocess key + ``detect`` params (+ models dir contents that matter to detectors)
+- segment:    detect key + ``segment`` params
+- merge:      segment key + ``merge`` params
+
+Each key also holds the code version of the step, so a code change recomputes only that step.
+Bulky intermediates (work images, soft masks) live only in the cache; a missing entry is simply
+recomputed from the source file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kiridashi import io as kio
+from kiridashi.cache import ImageMemo, ResultCache, code_version, content_hash, make_key
+from kiridashi.merge import build_merge_result
+from kiridashi.preprocess import preprocess_image
+from kiridashi.types import Character
+
+log = logging.getLogger(__name__)
+
+STEPS = ("preprocess", "detect", "segment", "merge")
+# modules whose source defines each step's results (code version of the cache key)
+STEP_CODE = {
+    "preprocess": ("kiridashi.preprocess", "kiridashi.io"),
+    "detect": ("kiridashi.detectors", "kiridashi.types"),
+    "segment": ("kiridashi.segmenters",),
+    "merge": ("kiridashi.merge",),
+}
+SCHEMA_VERSION = 1
+
+
+def output_stem(rel: str) -> str:
+    """``sub/NAME.jpg`` -> ``sub/NAME`` (the stem used for masks and crops)."""
+    return rel.rsplit(".", 1)[0] if "." in rel.rsplit("/", 1)[-1] else rel
+
+
+@dataclass
+class Source:
+    """An input image: where it is, its bytes' hash, and (lazily) its bytes."""
+
+    rel: str
+    path: Path
+    gt_path: Path | None = None
+    notes: list[str] = field(default_factory=list)
+    known_hash: str | None = None
+
+    @cached_property
+    def data(self) -> bytes:
+        return kio.read_bytes(self.path)
+
+    @cached_property
+    def hash(self) -> str:
+        """xxh3 of the bytes; given by a manifest when known, so nothing is read for keys."""
+        return self.known_hash or content_hash(self.data)
+
+    @classmethod
+    def from_item(cls, item: kio.ImageItem) -> Source:
+        return cls(rel=item.rel, path=item.path, gt_path=item.gt_path, notes=list(item.notes))
+
+
+class Skipped(Exception):
+    """The image cannot be processed; the message is the one-line reason."""
+
+
+class Runner:
+    """Runs and caches the per-image steps for one configuration.
+
+    cfg: the composed config (sections ``preprocess``, ``detect``, ``segment``, ``merge``; a
+    section may be absent when only later steps' keys are needed and the upstream key is given).
+    """
+
+    def __init__(self, cfg: dict[str, Any], cache: ResultCache, models_dir: Path):
+        self.cfg = cfg
+        self.cache = cache
+        self.models_dir = Path(models_dir)
+        self.counts: dict[str, Counter] = {s: Counter() for s in STEPS}
+        self._recent: OrderedDict[str, Any] = OrderedDict()
+
+    @cached_property
+    def versions(self) -> dict[str, str]:
+        return {step: code_version(*mods) for step, mods in STEP_CODE.items()}
+
+    # -- keys ------------------------------------------------------------------------------
+    def key(self, step: str, upstream: str, params_of: str | None = None) -> str:
+        params = self.cfg[params_of or step]
+        return make_key(step, self.versions[step], upstream, params)
+
+    def content(self, src: Source) -> str:
+        """The source's content hash; an unreadable file is a preprocess skip."""
+        try:
+            return src.hash
+        except kio.BadInput as exc:
+            self.counts["preprocess"]["skipped"] += 1
+            raise Skipped(str(exc)) from None
+
+    def keys(self, src: Source) -> dict[str, str]:
+        """The whole key chain of one source image."""
+        pre = self.key("preprocess", self.content(src))
+        det = self.key("detect", pre)
+        seg = self.key("segment", det)
+        return {"preprocess": pre, "detect": det, "segment": seg, "merge": self.key("merge", seg)}
+
+    def _cached(self, step: str, key: str, compute) -> Any:
+        """Cached value of one step; the last few values stay in memory (one image's chain)."""
+        if key in self._recent:
+            return self._recent[key]
+        value, computed = self.cache.get_or_compute(key, compute, kind=step)
+        self.counts[step]["computed" if computed else "reused"] += 1
+        if not computed and step == "merge":  # a final result stands for its whole chain
+            for upstream in STEPS[:-1]:
+                self.counts[upstream]["reused"] += 1
+        self._recent[key] = value
+        while len(self._recent) > len(STEPS):
+            self._recent.popitem(last=False)
+        return value
+
+    # -- steps ------------------------------------------------------------------------------
+    def preprocess(self, src: Source) -> dict:
+        """{"image": work RGB HxWx3 uint8, "orig_hw": (H, W), "notes": [...]}; raises Skipped."""
+        cfg = self.cfg["preprocess"]
+
+        def compute() -> dict:
+            try:
+                decoded = kio.decode_image(src.data, int(cfg.get("max_pixels", 64_000_000)))
+            except kio.BadInput as exc:
+                return {"skip": str(exc)}
+            image = preprocess_image(decoded.rgb, cfg)
+            return {
+                "image": image,
+                "orig_hw": tuple(decoded.rgb.shape[:2]),
+                "notes": decoded.notes,
+            }
+
+        value = self._cached("preprocess", self.key("preprocess", self.content(src)), compute)
+        if "skip" in value:
+            self.counts["preprocess"]["skipped"] += 1
+            raise Skipped(value["skip"])
+        return value
+
+    def detect(self, src: Source) -> dict:
+        """The detector result dict (``DetectResult.to_dict()``) for one image."""
+        from kiridashi.detectors import detect_image
+
+        pre_key = self.key("preprocess", self.content(src))
+        key = self.key("detect", pre_key)
+
+        def compute() -> dict:
+            image = self.preprocess(src)["image"]
+            memo = ImageMemo(self.cache, "detect", self.versions["detect"], pre_key)
+            result = detect_image(image, self.cfg["detect"], self.models_dir, memo)
+            return result.to_dict()
+
+        return self._cached("detect", key, compute)
+
+    def segment(self, src: Source) -> dict:
+        """{"masks": [HxW uint8 soft masks 0..255], "characters": [...]} at work resolution."""
+        from kiridashi.segmenters import segment_image
+
+        keys = self.keys(src)
+
+        def compute() -> dict:
+            image = self.preprocess(src)["image"]
+            det = self.detect(src)
+            characters = [Character.from_dict(c) for c in det["characters"]]
+            memo = ImageMemo(self.cache, "segment", self.versions["segment"], keys["preprocess"])
+            soft = segment_image(image, characters, self.cfg["segment"], self.models_dir, memo)
+            masks = [(np.clip(m, 0, 1) * 255).round().astype(np.uint8) for m in soft]
+            return {"masks": masks, "characters": det["characters"]}
+
+        return self._cached("segment", keys["segment"], compute)
+
+    def merge(self, src: Source) -> dict:
+        """Final outputs of one image as encoded bytes (see :func:`write_outputs`)."""
+        keys = self.keys(src)
+
+        def compute() -> dict:
+            pre = self.preprocess(src)
+            seg = self.segment(src)
+            decoded = kio.decode_image(src.data, int(self.cfg["preprocess"]["max_pixels"]))
+            return build_merge_result(decoded.rgb, pre, seg, self.cfg["merge"])
+
+        return self._cached("merge", keys["merge"], compute)
+
+    def run_image(self, src: Source) -> dict:
+        """All steps for one image; returns its merge result or {"skip": reason}."""
+        try:
+            return self.merge(src)
+        except Skipped as exc:
+            return {"skip": str(exc)}
+        except kio.BadInput as exc:
+            return {"skip": str(exc)}

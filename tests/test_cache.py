@@ -1,0 +1,83 @@
+"""The content-addressed store: keys, checksums, corruption, eviction, locations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from kiridashi.cache import (
+    ImageMemo,
+    ResultCache,
+    main_repo_root,
+    make_key,
+    params_digest,
+    resolve_cache_dir,
+)
+
+
+def test_params_digest_ignores_key_order_but_not_values():
+    assert params_digest({"a": 1, "b": [1.0, 2.0]}) == params_digest({"b": [1.0, 2.0], "a": 1})
+    assert params_digest({"a": 1}) != params_digest({"a": 2})
+    assert make_key("detect", "v1", "abc", {"x": 1}).startswith("detect/v1/abc/")
+
+
+def test_roundtrip_and_compute_once(tmp_path):
+    cache = ResultCache(tmp_path)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"image": np.arange(12, dtype=np.uint8).reshape(3, 4)}
+
+    v1, computed1 = cache.get_or_compute("k", compute)
+    v2, computed2 = cache.get_or_compute("k", compute)
+    assert computed1 and not computed2 and len(calls) == 1
+    assert (v1["image"] == v2["image"]).all()
+
+
+def test_corrupt_entry_is_detected_recomputed_and_reported(tmp_path):
+    cache = ResultCache(tmp_path, size_limit_bytes=2**30)
+    big = np.random.default_rng(0).integers(0, 255, 200_000, dtype=np.uint8)  # stored as a file
+    cache.set("big", big)
+    files = [p for p in Path(tmp_path).rglob("*.val")]
+    assert files, "large values live in files"
+    data = files[0].read_bytes()
+    files[0].write_bytes(data[: len(data) // 2])  # truncate it
+    assert cache.get("big") is None
+    assert cache.stats.corrupt == 1
+    value, computed = cache.get_or_compute("big", lambda: big)
+    assert computed and (value == big).all()
+
+
+def test_lru_eviction_respects_size_limit(tmp_path):
+    cache = ResultCache(tmp_path, size_limit_bytes=1_000_000)
+    blob = np.zeros(300_000, np.uint8)
+    for i in range(10):
+        cache.set(f"k{i}", blob + i)
+        cache.get("k0")  # keep k0 recently used
+    assert cache.volume() <= 1_400_000  # limit plus at most one entry in flight
+    assert cache.get("k0") is not None
+    assert cache.get("k1") is None
+
+
+def test_image_memo_keys_by_kind_and_params(tmp_path):
+    cache = ResultCache(tmp_path)
+    memo = ImageMemo(cache, "detect", "v", "img")
+    n = []
+    memo("lbp", {"scale": 1.0}, lambda: n.append(1) or [1])
+    memo("lbp", {"scale": 1.0}, lambda: n.append(1) or [1])
+    memo("lbp", {"scale": 0.75}, lambda: n.append(1) or [2])
+    assert len(n) == 2
+
+
+def test_cache_location_rules(tmp_path, monkeypatch):
+    monkeypatch.setenv("KIRIDASHI_CACHE_DIR", str(tmp_path / "c"))
+    assert resolve_cache_dir("ignored") == tmp_path / "c"
+    monkeypatch.delenv("KIRIDASHI_CACHE_DIR")
+    repo = tmp_path / "repo"
+    exp = repo / ".dvc" / "tmp" / "exps" / "tmpabc123"
+    exp.mkdir(parents=True)
+    monkeypatch.setenv("DVC_ROOT", str(exp))
+    assert main_repo_root() == repo.resolve()
+    assert resolve_cache_dir("cache") == repo.resolve() / "cache"
