@@ -11,10 +11,14 @@ everything finished before the interruption.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import logging
+import multiprocessing
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +35,7 @@ RESULTS = "extraction_results.json"
 _RECORD_KEYS = ("source", "content_hash", "gt", "notes", "status", "reason")
 
 
-def progress(iterable: Iterable, total: int, desc: str) -> Iterable:
+def progress(iterable: Iterable | None, total: int, desc: str):
     """A tqdm progress bar on stderr (hidden when stderr is not a terminal)."""
     from tqdm import tqdm
 
@@ -116,48 +120,121 @@ def sources_from_manifest(manifest: dict) -> tuple[list[Source], list[dict]]:
 # ------------------------------------------------------------------------------ stages
 
 
+def attempt(
+    runner: Runner,
+    step: str,
+    src: Source,
+    record: dict,
+    on_result: Callable[[Source, Any, dict], None] | None = None,
+) -> dict:
+    """Run one step on one image and fill its record; never raises for a bad image.
+
+    A bad or failing image gets ``status: skipped`` and a one-line ``reason``.
+    """
+    try:
+        value = getattr(runner, step)(src)
+        record["content_hash"] = src.hash
+        record["status"] = "ok"
+        if on_result is not None:
+            on_result(src, value, record)
+        return record
+    except (Skipped, kio.BadInput) as exc:
+        if isinstance(exc, kio.BadInput):
+            runner.counts[step]["skipped"] += 1
+        reason, level = str(exc), logging.WARNING
+    except MemoryError:
+        runner.counts[step]["skipped"] += 1
+        reason, level = f"{step} failed: out of memory", logging.ERROR
+    except Exception as exc:  # noqa: BLE001 - one broken image must not stop a batch
+        runner.counts[step]["skipped"] += 1
+        reason = f"{step} failed: {type(exc).__name__}: {exc}".splitlines()[0]
+        level = logging.ERROR
+        log.debug("traceback for %s", src.rel, exc_info=True)
+    record.update(status="skipped", reason=reason)
+    log.log(level, "skipped %s: %s", src.rel, reason)
+    return record
+
+
+# Worker-process state for jobs > 1: one Runner (and so one set of loaded models) per worker.
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(cfg: dict, step: str, on_result) -> None:
+    from kiridashi.logs import setup_logging
+
+    setup_logging()
+    _WORKER.update(runner=make_runner(cfg), step=step, on_result=on_result)
+
+
+def _worker_run(src: Source, record: dict) -> tuple[dict, dict]:
+    runner: Runner = _WORKER["runner"]
+    before = {s: Counter(c) for s, c in runner.counts.items()}
+    record = attempt(runner, _WORKER["step"], src, record, _WORKER["on_result"])
+    delta = {s: dict(runner.counts[s] - before[s]) for s in runner.counts}
+    return record, delta
+
+
 def run_step(
     runner: Runner,
     step: str,
     sources: list[Source],
     records: list[dict],
     on_result: Callable[[Source, Any, dict], None] | None = None,
+    jobs: int = 1,
+    on_done: Callable[[dict], None] | None = None,
 ) -> None:
-    """Run ``step`` on every source whose record is not already skipped; update the records."""
-    for src, record in progress(list(zip(sources, records, strict=True)), len(sources), step):
+    """Run ``step`` on every source whose record is not already skipped; update the records.
+
+    jobs > 1 runs images in a process pool (models load once per worker); ``on_result`` then
+    runs in the worker and must be picklable. ``on_done(record)`` runs in this process after
+    each image, in completion order.
+    """
+    todo = []
+    for i, record in enumerate(records):
         if record.get("status") == "skipped":
             runner.counts[step]["skipped"] += 1
-            continue
-        try:
-            value = getattr(runner, step)(src)
-            record["content_hash"] = src.hash
-        except (Skipped, kio.BadInput) as exc:
-            if isinstance(exc, kio.BadInput):
-                runner.counts[step]["skipped"] += 1
-            record.update(status="skipped", reason=str(exc))
-            log.warning("skipped %s: %s", src.rel, exc)
-            continue
-        except MemoryError:
-            runner.counts[step]["skipped"] += 1
-            record.update(status="skipped", reason=f"{step} failed: out of memory")
-            log.error("skipped %s: %s", src.rel, record["reason"])
-            continue
-        except Exception as exc:  # noqa: BLE001 - one broken image must not stop a batch
-            runner.counts[step]["skipped"] += 1
-            reason = f"{step} failed: {type(exc).__name__}: {exc}".splitlines()[0]
-            record.update(status="skipped", reason=reason)
-            log.error("skipped %s: %s", src.rel, reason)
-            log.debug("traceback for %s", src.rel, exc_info=True)
-            continue
-        record["status"] = "ok"
-        if on_result is not None:
-            on_result(src, value, record)
+        else:
+            todo.append(i)
+    bar = progress(None, len(todo), step)
+    if jobs <= 1 or len(todo) <= 1:
+        for i in todo:
+            attempt(runner, step, sources[i], records[i], on_result)
+            bar.update(1)
+            if on_done:
+                on_done(records[i])
+        bar.close()
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=ctx,
+        initializer=_worker_init,
+        initargs=(runner.cfg, step, on_result),
+    ) as pool:
+        futures = {pool.submit(_worker_run, sources[i], records[i]): i for i in todo}
+        for fut in as_completed(futures):
+            i = futures[fut]
+            try:
+                record, delta = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a crashed worker loses one image only
+                record = records[i]
+                record.update(status="skipped", reason=f"{step} worker failed: {exc}")
+                delta = {step: {"skipped": 1}}
+                log.error("skipped %s: %s", sources[i].rel, record["reason"])
+            records[i].clear()
+            records[i].update(record)
+            for s, counts in delta.items():
+                runner.counts[s].update(counts)
+            bar.update(1)
+            if on_done:
+                on_done(records[i])
+    bar.close()
 
 
 def _stage_cfg(step: str, params: dict, upstream: dict | None) -> dict:
     cfg = dict(upstream["params"]) if upstream else {}
     cfg[step] = params[step]
-    for key in ("models_dir", "cache"):
+    for key in ("models_dir", "cache", "jobs"):
         if key in params:
             cfg[key] = params[key]
     return cfg
@@ -180,7 +257,7 @@ def run_manifest_stage(
         report = {k: v for k, v in upstream.items() if k not in ("items", "params")}
     cfg = _stage_cfg(step, params, upstream)
     runner = make_runner(cfg)
-    run_step(runner, step, sources, records, describe)
+    run_step(runner, step, sources, records, describe, jobs=int(cfg.get("jobs", 1)))
     manifest = {
         "schema_version": SCHEMA_VERSION,
         **report,
@@ -263,6 +340,7 @@ def write_results(
     report: dict,
     runner: Runner,
     checkpoint_every: int = 25,
+    jobs: int = 1,
 ) -> dict:
     """Merge every image, write its outputs as it finishes, then ``extraction_results.json``.
 
@@ -273,16 +351,16 @@ def write_results(
     t0 = time.perf_counter()
     done = 0
 
-    def on_result(src: Source, merged: dict, record: dict) -> None:
+    def on_done(record: dict) -> None:
         nonlocal done
-        write_image_outputs(out_dir, src, merged, record)
         done += 1
         if checkpoint_every and done % checkpoint_every == 0:
             partial = results_document(records, report, runner.cfg, runner, 0.0)
             partial["summary"]["partial"] = True
             kio.atomic_write_json(out_dir / RESULTS, partial)
 
-    run_step(runner, "merge", sources, records, on_result)
+    writer = functools.partial(write_image_outputs, out_dir)
+    run_step(runner, "merge", sources, records, writer, jobs=jobs, on_done=on_done)
     doc = results_document(records, report, runner.cfg, runner, time.perf_counter() - t0)
     kio.atomic_write_json(out_dir / RESULTS, doc)
     return doc
@@ -307,7 +385,9 @@ def stage_merge(params: dict, upstream_dir: Path, out_dir: Path) -> dict:
     report = {k: v for k, v in upstream.items() if k not in ("items", "params")}
     cfg = _stage_cfg("merge", params, upstream)
     runner = make_runner(cfg)
-    doc = write_results(Path(out_dir), sources, records, report, runner)
+    doc = write_results(
+        Path(out_dir), sources, records, report, runner, jobs=int(cfg.get("jobs", 1))
+    )
     print(report_counts(runner, ["merge"]))
     print("\n".join(summary_lines(doc, out_dir)))
     return doc
@@ -317,7 +397,9 @@ def extract(input_dir: Path, out_dir: Path, cfg: dict) -> dict:
     """Every step on every image under ``input_dir``; the output contract in ``out_dir``."""
     sources, records, report = discover_sources(Path(input_dir))
     runner = make_runner(cfg)
-    doc = write_results(Path(out_dir), sources, records, report, runner)
+    doc = write_results(
+        Path(out_dir), sources, records, report, runner, jobs=int(cfg.get("jobs", 1))
+    )
     print(report_counts(runner))
     print("\n".join(summary_lines(doc, out_dir)))
     return doc
