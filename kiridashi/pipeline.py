@@ -302,6 +302,18 @@ def write_image_outputs(out_dir: Path, src: Source, merged: dict, record: dict) 
     )
 
 
+def remove_stale_temp_files(out_dir: Path) -> int:
+    """Delete temp files an interrupted run left behind (``.NAME.*.tmp`` of atomic writes)."""
+    removed = 0
+    if Path(out_dir).is_dir():
+        for tmp in Path(out_dir).rglob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    if removed:
+        log.info("removed %d temp files of an interrupted run in %s", removed, out_dir)
+    return removed
+
+
 def results_document(
     records: list[dict], report: dict, cfg: dict, runner: Runner, seconds: float
 ) -> dict:
@@ -348,6 +360,7 @@ def write_results(
     a valid (partial) one.
     """
     out_dir = Path(out_dir)
+    remove_stale_temp_files(out_dir)
     t0 = time.perf_counter()
     done = 0
 

@@ -21,6 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from kiridashi import io as kio
@@ -69,6 +70,16 @@ class Source:
     @classmethod
     def from_item(cls, item: kio.ImageItem) -> Source:
         return cls(rel=item.rel, path=item.path, gt_path=item.gt_path, notes=list(item.notes))
+
+
+def reset_rng(seed: int = 0) -> None:
+    """Seed OpenCV's and NumPy's global generators (GrabCut's k-means uses OpenCV's).
+
+    Called before each image's model step, so a result never depends on which images the
+    process handled before it (cached reruns, worker pools and resumed runs agree).
+    """
+    cv2.setRNGSeed(seed)
+    np.random.seed(seed)
 
 
 class Skipped(Exception):
@@ -159,6 +170,7 @@ class Runner:
 
         def compute() -> dict:
             image = self.preprocess(src)["image"]
+            reset_rng()
             memo = ImageMemo(self.cache, "detect", self.versions["detect"], pre_key)
             result = detect_image(image, self.cfg["detect"], self.models_dir, memo)
             return result.to_dict()
@@ -175,6 +187,7 @@ class Runner:
             image = self.preprocess(src)["image"]
             det = self.detect(src)
             characters = [Character.from_dict(c) for c in det["characters"]]
+            reset_rng()
             memo = ImageMemo(self.cache, "segment", self.versions["segment"], keys["preprocess"])
             soft = segment_image(image, characters, self.cfg["segment"], self.models_dir, memo)
             masks = [(np.clip(m, 0, 1) * 255).round().astype(np.uint8) for m in soft]

@@ -51,3 +51,40 @@ def dev_images() -> Path:
 @pytest.fixture
 def models_dir() -> Path:
     return Path(os.environ.get("KIRIDASHI_MODELS_DIR", REPO / "models"))
+
+
+SAMPLE_DEV = (
+    "renpy_eileen_happy__bg_c3",
+    "godotvn_tachie__bg_club",
+    "multi00__godotvn_tachie-renpy_eileen_happy__bg_sakura",
+)
+
+
+def _sample_images(dst: Path, names=SAMPLE_DEV) -> Path:
+    """A few labelled images in ``dst``: dev images when ../shared exists, else the demo set."""
+    import shutil
+
+    dst.mkdir(parents=True, exist_ok=True)
+    dev = SHARED / "datasets" / "dev" / "images"
+    available = [n for n in names if (dev / f"{n}.jpg").exists()]
+    if dev.is_dir() and available:
+        for name in available:
+            shutil.copy(dev / f"{name}.jpg", dst / f"{name}.jpg")
+            shutil.copy(dev / f"{name}_gt.png", dst / f"{name}_gt.png")
+        return dst
+    from kiridashi.demo import build_demo
+
+    build_demo(dst, n_images=len(names), seed=0, source="procedural")
+    return dst
+
+
+@pytest.fixture
+def sample_images(tmp_path) -> Path:
+    """A folder with a few labelled images (NAME.jpg + NAME_gt.png), one multi-character."""
+    return _sample_images(tmp_path / "input")
+
+
+@pytest.fixture
+def extra_image(tmp_path) -> Path:
+    """One more labelled image, in its own folder."""
+    return _sample_images(tmp_path / "extra", ("renpy_lucy_happy__bg_meadow",))

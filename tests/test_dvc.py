@@ -1,0 +1,92 @@
+"""The real DVC pipeline in a scratch copy of this repo (slow: several `dvc` runs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kiridashi.cache import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def _run(cmd: list[str], cwd: Path, env: dict) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-4000:]}"
+    return out
+
+
+@pytest.fixture
+def project(tmp_path, sample_images) -> tuple[Path, dict]:
+    """A git+DVC checkout of the current tree with the sample images as data/input."""
+    repo = tmp_path / "repo"
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    for rel in filter(None, files):
+        src = REPO_ROOT / rel
+        if src.is_file() and not rel.startswith(("data/", "cache/")) or rel == "cache/.gitignore":
+            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, repo / rel)
+    (repo / "data").mkdir(exist_ok=True)
+    shutil.copytree(sample_images, repo / "data" / "input")
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["PYTHONPATH"] = str(repo)
+    env.setdefault("GIT_AUTHOR_NAME", "test")
+    env.setdefault("GIT_AUTHOR_EMAIL", "test@example.invalid")
+    env.setdefault("GIT_COMMITTER_NAME", "test")
+    env.setdefault("GIT_COMMITTER_EMAIL", "test@example.invalid")
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+        _run(cmd, repo, env)
+    return repo, env
+
+
+def dvc(repo: Path, env: dict, *args: str) -> str:
+    return _run([sys.executable, "-m", "dvc", *args], repo, env)
+
+
+def test_repro_noop_rerun_and_exp_run(project):
+    repo, env = project
+    first = dvc(repo, env, "repro")
+    assert "computed" in first
+    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
+    assert metrics["scored"] >= 1 and metrics["mean_iou"] is not None
+    assert (repo / "data" / "output" / "extraction_results.json").exists()
+    assert (repo / "data" / "eval" / "dashboard.html").exists()
+
+    assert "up to date" in dvc(repo, env, "repro").lower()
+
+    # merge forced to run again with its outputs deleted: our cache serves every image
+    shutil.rmtree(repo / "data" / "output")
+    rerun = dvc(repo, env, "repro", "--force", "--single-item", "merge")
+    assert "merge: computed 0," in rerun
+
+    # a merge-only param: the stages before merge are not re-run
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["merge"]["crop_padding"] = 0.1
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = dvc(repo, env, "status")
+    assert "merge:" in status and "detect:" not in status and "preprocess:" not in status
+    _run(["git", "checkout", "params.yaml"], repo, env)
+    _run(["git", "add", "-A"], repo, env)
+    _run(["git", "commit", "-qm", "baseline run"], repo, env)
+
+    exp = dvc(repo, env, "exp", "run", "-S", "detect.scales=[0.75,1.0,1.25]")
+    assert "Stage 'preprocess' didn't change, skipping" in exp
+    assert "detect: computed" in exp
+    shown = json.loads(dvc(repo, env, "exp", "show", "--json"))
+    text = json.dumps(shown)
+    assert "mean_iou" in text and "face_detection_rate" in text

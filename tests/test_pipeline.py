@@ -1,0 +1,145 @@
+"""End-to-end behaviour of the cached pipeline, in-process (the DVC stages' own functions)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kiridashi import io as kio
+from kiridashi.cache import ImageMemo
+from kiridashi.pipeline import RESULTS, extract, run_manifest_stage, stage_merge
+
+STAGE_DIRS = ("preprocess", "detect", "segment")
+
+
+def run_stages(params: dict, input_dir: Path, work: Path, out: Path) -> dict:
+    """The four DVC stages in order, as `dvc repro` would run them; returns counts per stage."""
+    counts = {}
+    up = None
+    for step in STAGE_DIRS:
+        runner = run_manifest_stage(
+            step,
+            params,
+            work / step,
+            input_dir=input_dir if up is None else None,
+            upstream_dir=up,
+        )
+        counts[step] = dict(runner.counts[step])
+        up = work / step
+    doc = stage_merge(params, up, out)
+    counts["merge"] = doc["summary"]["counts"]["merge"]
+    return counts
+
+
+def test_extract_writes_the_output_contract(sample_images, tmp_path, cfg):
+    out = tmp_path / "out"
+    doc = extract(sample_images, out, cfg)
+    results = kio.read_json(out / RESULTS)
+    assert results["schema_version"] == 1 and results == doc
+    assert results["summary"]["processed"] == len(list(sample_images.glob("*.jpg")))
+    for record in results["images"]:
+        assert record["status"] == "ok", record
+        assert len(record["content_hash"]) == 32
+        src = Image.open(sample_images / record["source"])
+        mask = Image.open(out / record["mask"])
+        assert mask.size == src.size and mask.mode == "L"
+        assert set(np.unique(np.asarray(mask))) <= {0, 255}
+        for ch in record["characters"]:
+            x0, y0, x1, y1 = ch["box"]
+            assert 0 <= x0 < x1 <= src.size[0] and 0 <= y0 < y1 <= src.size[1]
+            crop = Image.open(out / ch["crop"])
+            assert crop.mode == "RGBA" and crop.size == (x1 - x0, y1 - y0)
+            alpha = np.asarray(crop)[:, :, 3]
+            assert alpha.min() == 0 and alpha.max() == 255
+            assert {"score", "detectors", "face_box", "keypoints"} <= set(ch)
+    multi = [r for r in results["images"] if r["source"].startswith("multi")]
+    if multi:
+        assert len(multi[0]["characters"]) >= 2, "one crop per character"
+
+
+def test_second_run_and_deleted_outputs_reuse_everything(sample_images, tmp_path, cfg):
+    out = tmp_path / "out"
+    first = extract(sample_images, out, cfg)["summary"]["counts"]
+    assert first["merge"]["computed"] > 0
+    shutil.rmtree(out)
+    again = extract(sample_images, out, cfg)
+    counts = again["summary"]["counts"]
+    assert all(counts[s].get("computed", 0) == 0 for s in counts), counts
+    assert (out / RESULTS).exists() and any((out / "crops").iterdir())
+
+
+def test_adding_one_image_computes_one_per_stage(sample_images, extra_image, tmp_path, cfg):
+    work, out = tmp_path / "work", tmp_path / "out"
+    n = len(list(sample_images.glob("*.jpg")))
+    run_stages(cfg, sample_images, work, out)
+    for f in extra_image.iterdir():
+        shutil.copy(f, sample_images / f.name)
+    counts = run_stages(cfg, sample_images, work, out)
+    for step, c in counts.items():
+        assert c.get("computed", 0) == 1 and c.get("reused", 0) == n, (step, counts)
+
+
+def test_new_scales_compute_only_the_new_scales(sample_images, tmp_path, cfg, monkeypatch):
+    calls: list[tuple[str, dict, bool]] = []
+    original = ImageMemo.__call__
+
+    def spy(self, kind, params, compute):
+        ran = []
+
+        def wrapped():
+            ran.append(True)
+            return compute()
+
+        value = original(self, kind, params, wrapped)
+        calls.append((kind, params, bool(ran)))
+        return value
+
+    monkeypatch.setattr(ImageMemo, "__call__", spy)
+    work, out = tmp_path / "work", tmp_path / "out"
+    cfg["detect"]["scales"] = [1.0]
+    run_stages(cfg, sample_images, work, out)
+    calls.clear()
+    cfg["detect"]["scales"] = [0.75, 1.0, 1.25]
+    run_manifest_stage("detect", cfg, work / "detect", upstream_dir=work / "preprocess")
+    scaled = [(k, p, ran) for k, p, ran in calls if "scale" in p]
+    assert scaled, "detectors must key their cached results by scale"
+    computed_scales = {p["scale"] for _, p, ran in scaled if ran}
+    assert computed_scales == {0.75, 1.25}, computed_scales
+    assert all(not ran for _, p, ran in scaled if p["scale"] == 1.0)
+
+
+def test_bad_files_never_stop_a_run(quirks_dir, tmp_path, cfg):
+    from tests.test_io import _copy_quirks
+
+    src = _copy_quirks(quirks_dir, tmp_path / "quirks")
+    (src / "q17_large_6000x4000.jpg").unlink()  # the large image has its own (slow) test
+    (src / "q17_large_6000x4000_gt.png").unlink()
+    doc = extract(src, tmp_path / "out", cfg)
+    reasons = {s["source"]: s["reason"] for s in doc["skipped"]}
+    assert set(reasons) == {
+        "q18_truncated.jpg",
+        "q19_zero_bytes.jpg",
+        "q20_text_not_image.png",
+        "q26_dangling_link.jpg",
+    }
+    assert all(r and "\n" not in r for r in reasons.values())
+    assert "kana05_00060_cover_gt.png" in doc["unmatched_gt"]
+    ok = {r["source"] for r in doc["images"] if r["status"] == "ok"}
+    assert {"q22_symlink.jpg", "かな08_0001.jpg", "q15 with spaces.jpg", "sub/q21_sub_a.jpg"} <= ok
+    assert (tmp_path / "out" / "masks" / "sub" / "q21_sub_a.png").exists()
+    exif = Image.open(tmp_path / "out" / "masks" / "q08_exif_orient6.png")
+    assert exif.size == (1600, 900)
+
+
+@pytest.mark.slow
+def test_large_image_keeps_full_resolution_mask(quirks_dir, tmp_path, cfg):
+    src = tmp_path / "big"
+    src.mkdir()
+    shutil.copy(quirks_dir / "q17_large_6000x4000.jpg", src)
+    doc = extract(src, tmp_path / "out", cfg)
+    assert doc["images"][0]["status"] == "ok"
+    assert Image.open(tmp_path / "out" / "masks" / "q17_large_6000x4000.png").size == (6000, 4000)
