@@ -237,7 +237,7 @@ class ResultCache:
         self.stats.count(kind or key.split("/", 1)[0], computed=True)
         return value, True
 
-    def keys(self) -> Iterable[str]:
+    def iter_keys(self) -> Iterable[str]:
         return (k for k in self._store.iterkeys() if not str(k).startswith("lock::"))
 
     def volume(self) -> int:

@@ -127,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output HTML (default: dashboard.html beside the report)")
     p.set_defaults(func=cmd_dashboard)
 
+    from kiridashi.overlay import add_parser as add_overlay_parser
+
+    add_overlay_parser(sub)
+
     p = sub.add_parser("params", help="compose conf/ into params.yaml")
     p.add_argument("overrides", nargs="*")
     p.add_argument("--check", action="store_true", help="only check that they agree")

@@ -1,0 +1,140 @@
+"""Whole-pipeline benchmark at 1280x720: cold (1 and 2 workers), warm, cache size, peak RSS.
+
+    python -m bench.pipeline_bench [--images DIR] [--n 20] [--out bench/results/pipeline.json]
+
+Images: ../shared/datasets/dev/images when present (resized/cropped to 1280x720), else the demo set.
+Each configuration runs in a fresh subprocess with its own empty cache, so "cold" is really cold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEV = REPO.parent / "shared" / "datasets" / "dev" / "images"
+
+
+def prepare_images(src: Path | None, n: int, dst: Path, size=(1280, 720)) -> list[Path]:
+    """``n`` images of exactly ``size`` (W, H) in ``dst`` (centre crop after scaling to cover)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    if src is None:
+        if DEV.is_dir():
+            src = DEV
+        else:
+            from kiridashi.demo import build_demo
+
+            src = dst.parent / "demo"
+            build_demo(src, n_images=n, seed=0, source="auto")
+    files = sorted(p for p in Path(src).glob("*.jpg") if not p.stem.endswith("_gt"))
+    files = [p for p in files if not p.name.startswith("empty__")][:n]
+    out = []
+    for p in files:
+        img = cv2.imdecode(np.fromfile(str(p), np.uint8), cv2.IMREAD_COLOR)
+        h, w = img.shape[:2]
+        s = max(size[0] / w, size[1] / h)
+        img = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+        y0 = (img.shape[0] - size[1]) // 2
+        x0 = (img.shape[1] - size[0]) // 2
+        img = img[y0 : y0 + size[1], x0 : x0 + size[0]]
+        target = dst / p.name
+        cv2.imwrite(str(target), img, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        out.append(target)
+    return out
+
+
+def run_extract(images: Path, out: Path, cache: Path, jobs: int) -> dict:
+    """One ``kiridashi extract`` in a subprocess; wall seconds, peak RSS (KiB), counts."""
+    env = dict(os.environ, KIRIDASHI_CACHE_DIR=str(cache), KIRIDASHI_LOG="WARNING")
+    cmd = [
+        "/usr/bin/time",
+        "-f",
+        "%M",
+        sys.executable,
+        "-m",
+        "kiridashi.cli",
+        "extract",
+        str(images),
+        str(out),
+        f"jobs={jobs}",
+        "--no-check",
+    ]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(proc.stdout + proc.stderr)
+    rss_kib = int(proc.stderr.strip().splitlines()[-1])
+    doc = json.loads((out / "extraction_results.json").read_text())
+    return {
+        "wall_s": round(wall, 2),
+        "peak_rss_mib": round(rss_kib / 1024, 1),
+        "pipeline_s": doc["summary"]["seconds"],
+        "counts": doc["summary"]["counts"],
+    }
+
+
+def cache_bytes_per_stage(cache: Path) -> dict[str, int]:
+    from kiridashi.cache import ResultCache
+
+    rc = ResultCache(cache)
+    sizes: dict[str, int] = {}
+    for key in rc.iter_keys():
+        blob = rc._store.get(key)  # noqa: SLF001 - raw size of the stored entry
+        step = key.split("/", 1)[0]
+        sizes[step] = sizes.get(step, 0) + (len(blob) if isinstance(blob, bytes) else 0)
+    return sizes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--images", type=Path, help="source images (default: dev set or demo)")
+    parser.add_argument("--n", type=int, default=20)
+    parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "pipeline.json")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="kiridashi-bench-"))
+    try:
+        images = prepare_images(args.images, args.n, work / "images")
+        n = len(images)
+        results: dict = {
+            "images": n,
+            "resolution": "1280x720",
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "runs": {},
+        }
+        for jobs in args.jobs:
+            cache = work / f"cache-j{jobs}"
+            cold = run_extract(work / "images", work / f"out-j{jobs}", cache, jobs)
+            cold["s_per_image"] = round(cold["wall_s"] / n, 3)
+            cold["images_per_s"] = round(n / cold["wall_s"], 3)
+            results["runs"][f"cold_jobs{jobs}"] = cold
+            print(f"cold jobs={jobs}: {cold['s_per_image']} s/image wall", flush=True)
+        cache = work / f"cache-j{args.jobs[0]}"
+        shutil.rmtree(work / f"out-j{args.jobs[0]}")
+        warm = run_extract(work / "images", work / "out-warm", cache, 1)
+        warm["ms_per_image_pipeline"] = round(1000 * warm["pipeline_s"] / n, 2)
+        results["runs"]["warm_outputs_deleted"] = warm
+        print(f"warm: {warm['ms_per_image_pipeline']} ms/image (pipeline loop)", flush=True)
+        per_stage = cache_bytes_per_stage(cache)
+        results["cache_bytes_per_image"] = {k: round(v / n) for k, v in per_stage.items()}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        print(json.dumps(results, indent=2))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
