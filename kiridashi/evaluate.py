@@ -182,7 +182,7 @@ def per_image_csv(report: dict) -> str:
             writer.writerow(
                 {
                     "source": e["source"],
-                    **e["metrics"],
+                    **{k: e["metrics"][k] for k in SCORE_KEYS},
                     "n_characters": e["n_characters"],
                     "face_found": int(e["face_found"]),
                 }
