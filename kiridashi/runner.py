@@ -117,12 +117,13 @@ class Runner:
             self.counts["preprocess"]["skipped"] += 1
             raise Skipped(str(exc)) from None
 
-    def keys(self, src: Source) -> dict[str, str]:
-        """The whole key chain of one source image."""
-        pre = self.key("preprocess", self.content(src))
-        det = self.key("detect", pre)
-        seg = self.key("segment", det)
-        return {"preprocess": pre, "detect": det, "segment": seg, "merge": self.key("merge", seg)}
+    def keys(self, src: Source, upto: str = "merge") -> dict[str, str]:
+        """The key chain of one source image, from preprocess up to step ``upto``."""
+        chain: dict[str, str] = {}
+        upstream = self.content(src)
+        for step in STEPS[: STEPS.index(upto) + 1]:
+            upstream = chain[step] = self.key(step, upstream)
+        return chain
 
     def _cached(self, step: str, key: str, compute) -> Any:
         """Cached value of one step; the last few values stay in memory (one image's chain)."""
@@ -181,7 +182,7 @@ class Runner:
         """{"masks": [HxW uint8 soft masks 0..255], "characters": [...]} at work resolution."""
         from kiridashi.segmenters import segment_image
 
-        keys = self.keys(src)
+        keys = self.keys(src, "segment")
 
         def compute() -> dict:
             image = self.preprocess(src)["image"]

@@ -35,24 +35,27 @@ def distinct_faces(faces: list[Detection], iou_thr: float, contain_thr: float) -
     return kept
 
 
-def suppress_body_faces(faces: list[Detection], image_hw, cfg: dict) -> list[Detection]:
-    """Drop faces that sit on another, more confident character's body.
+def suppress_body_faces(faces: list[Detection], cfg: dict) -> list[Detection]:
+    """Drop faces that sit on another, more confident character's body or face.
 
-    A face below another face's chin inside that character's box, or much smaller than it
-    and inside its box, is a false detection (a hand, a ribbon, a pattern on clothes).
+    A face below another face's chin and within ``torso_faces`` face widths of its centre line
+    lies on that character's torso; a much smaller face right next to a face is a hair
+    ornament or a pattern. Neighbouring characters (side by side, even at different depths)
+    are kept.
     """
     kept: list[Detection] = []
     ratio = float(cfg.get("min_neighbour_face_ratio", 0.6))
+    torso = float(cfg.get("torso_faces", 0.75))
     for f in faces:  # sorted by score, best first
         cx, cy = (f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2
         fw = f.box[2] - f.box[0]
         drop = False
         for k in kept:
-            x0, y0, x1, y1 = grow_from_face(k.box, image_hw, cfg)
-            if not (x0 <= cx <= x1 and y0 <= cy <= y1):
-                continue
+            kcx, kcy = (k.box[0] + k.box[2]) / 2, (k.box[1] + k.box[3]) / 2
             kw = k.box[2] - k.box[0]
-            if cy > k.box[3] or fw < ratio * kw:
+            on_torso = cy > k.box[3] and abs(cx - kcx) < torso * kw
+            ornament = fw < ratio * kw and abs(cx - kcx) < kw and abs(cy - kcy) < kw
+            if on_torso or ornament:
                 drop = True
                 break
         if not drop:
@@ -97,7 +100,7 @@ def build_characters(
         float(cfg.get("duplicate_iou", 0.3)),
         float(cfg.get("duplicate_containment", 0.6)),
     )
-    kept = suppress_body_faces(kept, image_hw, cfg)
+    kept = suppress_body_faces(kept, cfg)
     persons = [d for d, _ in fused if d.label == "person"]
     min_detectors = int(cfg.get("min_face_detectors", 2))
     if min_detectors > 1:  # a lone detector's face must lie on a person (foreground) region
