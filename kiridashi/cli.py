@@ -50,7 +50,9 @@ def _notify_extraction(doc: dict, out_dir: Path, cfg: dict) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     from kiridashi.evaluate import REPORT, run_evaluation, summary_text
 
-    report = run_evaluation(Path(args.results), cfg={}, dashboard=not args.no_dashboard)
+    report = run_evaluation(
+        Path(args.results), cfg={}, dashboard=not args.no_dashboard, label=args.label
+    )
     print(summary_text(report))
     print(f"report: {Path(args.results).parent / REPORT}")
     try:
@@ -120,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="unified quality report of an output folder")
     p.add_argument("--results", required=True, help="path to extraction_results.json")
     p.add_argument("--no-dashboard", action="store_true")
+    p.add_argument("--label", help="name of this run in the history")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("dashboard", help="self-contained HTML dashboard from a quality report")
@@ -127,9 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output HTML (default: dashboard.html beside the report)")
     p.set_defaults(func=cmd_dashboard)
 
+    from kiridashi.history import add_parser as add_trend_parser
     from kiridashi.overlay import add_parser as add_overlay_parser
 
     add_overlay_parser(sub)
+    add_trend_parser(sub)
 
     p = sub.add_parser("params", help="compose conf/ into params.yaml")
     p.add_argument("overrides", nargs="*")

@@ -58,8 +58,9 @@ KNOWN_CHARACTERS = ("eileen", "lucy", "sylvie")  # the named sprites of the two 
 OK_LICENSES = ("expat", "mit")
 IMAGE_SUFFIXES = (".png", ".webp", ".jpg", ".jpeg")
 APT_TIMEOUT_S = 600
-NETWORK_ERRORS = ("could not resolve", "temporary failure", "could not connect", "timed out",
-                  "network is unreachable", "connection refused")  # fmt: skip
+# apt messages meaning "this package is not in the (missing or stale) package lists"
+STALE_LIST_ERRORS = ("unable to locate package", "has no installation candidate", "404",
+                     "can't select", "no packages found")  # fmt: skip
 
 
 class DemoSourceError(RuntimeError):
@@ -393,20 +394,21 @@ def _run(cmd: list[str], cwd: Path, timeout: float = APT_TIMEOUT_S) -> tuple[int
 def _apt_download(packages: Sequence[str], dest: Path) -> dict[str, Path]:
     """``apt-get download`` the packages into ``dest``; {package: .deb} of those that worked.
 
-    When the package lists look missing or stale and we are root, ``apt-get update`` is run once
-    (never after a network error).
+    When apt does not know a package (package lists missing or stale) and we are root,
+    ``apt-get update`` is run once; network errors fail at once.
     """
     if shutil.which("apt-get") is None:
         raise DemoSourceError("apt-get is not available (not a Debian-based system)")
     code, msg = _run(["apt-get", "download", *packages], dest)
-    offline = any(w in msg.lower() for w in NETWORK_ERRORS)
-    if code != 0 and not offline and hasattr(os, "geteuid") and os.geteuid() == 0:
+    unknown = any(w in msg.lower() for w in STALE_LIST_ERRORS)
+    if code != 0 and unknown and hasattr(os, "geteuid") and os.geteuid() == 0:
         log.info("apt-get download failed (%s); running apt-get update once", msg)
         ucode, umsg = _run(["apt-get", "update"], dest)
         if ucode != 0:
             log.info("apt-get update failed: %s", umsg)
         code, msg = _run(["apt-get", "download", *packages], dest)
-    if code != 0 and len(packages) > 1:
+        unknown = any(w in msg.lower() for w in STALE_LIST_ERRORS)
+    if code != 0 and unknown and len(packages) > 1:
         for pkg in packages:  # one unknown package makes the joint call fail: try them one by one
             if not _find_deb(dest, pkg):
                 _run(["apt-get", "download", pkg], dest)
@@ -549,11 +551,17 @@ def fetch_renpy(cache_dir: Path, packages: Sequence[str] = RENPY_PACKAGES) -> li
         cache_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".apt-", dir=cache_dir) as tmp:
             t0 = time.monotonic()
-            debs = _apt_download(missing, Path(tmp))
-            sizes = ", ".join(f"{d.name} ({d.stat().st_size / 1e6:.1f} MB)" for d in debs.values())
-            log.info("downloaded %s in %.1f s", sizes, time.monotonic() - t0)
+            try:
+                debs = _apt_download(missing, Path(tmp))
+            except DemoSourceError as exc:
+                if not roots:
+                    raise
+                log.info("%s; using the cached packages only", exc)
+                debs = {}
             for pkg, deb in debs.items():
+                log.info("downloaded %s (%.1f MB)", deb.name, deb.stat().st_size / 1e6)
                 roots[pkg] = install_package(pkg, deb, cache_dir)
+            log.info("fetched %d package(s) in %.1f s", len(debs), time.monotonic() - t0)
     else:
         log.info("using cached Ren'Py packages in %s", cache_dir)
     return [roots[p] for p in packages if p in roots]
@@ -1234,7 +1242,8 @@ def _resolve_art(
             if isinstance(exc, DemoSourceError):
                 raise
             raise DemoSourceError(f"{type(exc).__name__}: {exc}") from exc
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        reason = str(exc) if isinstance(exc, DemoSourceError) else f"{type(exc).__name__}: {exc}"
+        reason = (reason.splitlines() or ["unknown error"])[0]
         log.warning("Ren'Py art unavailable (%s); using procedural art", reason)
         return ProceduralArt(), reason
 

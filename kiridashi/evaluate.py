@@ -214,12 +214,16 @@ def run_evaluation(
     metrics_dir: Path | None = None,
     cfg: dict | None = None,
     dashboard: bool = True,
+    label: str | None = None,
 ) -> dict:
-    """Report, metrics, plots data and dashboard for one output folder.
+    """Report, metrics, plots data, history record and dashboard for one output folder.
 
     report_dir: where ``unified_quality_report.json`` and ``dashboard.html`` go (default: beside
     the results). metrics_dir: where ``metrics.json`` and ``per_image.csv`` go (default: none).
     """
+    from kiridashi import history
+
+    cfg = cfg or {}
     results_path = Path(results_path)
     report_dir = Path(report_dir) if report_dir else results_path.parent
     report = build_report(results_path, cfg)
@@ -227,11 +231,15 @@ def run_evaluation(
     if metrics_dir is not None:
         kio.atomic_write_json(Path(metrics_dir) / "metrics.json", flat_metrics(report))
         kio.atomic_write_text(Path(metrics_dir) / "per_image.csv", per_image_csv(report))
-    if dashboard:
+    runs = []
+    if cfg.get("history", True) and report["summary"]["scored"]:
         try:
-            from kiridashi.report import write_dashboard
-        except ImportError:  # pragma: no cover - the dashboard module is optional at import
-            log.warning("dashboard module unavailable: no dashboard written")
-        else:
-            write_dashboard(report, report_dir / "dashboard.html")
+            history.append(history.make_record(report, label))
+            runs = history.load()
+        except OSError as exc:
+            log.warning("history not recorded: %s", exc)
+    if dashboard:
+        from kiridashi.report import write_dashboard
+
+        write_dashboard(report, report_dir / "dashboard.html", runs[-30:])
     return report

@@ -24,6 +24,10 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", 
 GT_SUFFIX = "_gt"
 DEFAULT_MAX_PIXELS = 64_000_000  # a 8000x8000 CG is fine, a forged 50k x 50k header is not
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK  # what open() would give; mkstemp alone gives 0600
+
 # We check the pixel count ourselves (with a clear message) before decoding.
 Image.MAX_IMAGE_PIXELS = None
 
@@ -331,6 +335,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -23,6 +23,7 @@ def shared_path(*parts: str) -> Path:
 def _isolated_env(tmp_path_factory, monkeypatch):
     """Every test gets its own cache; models come from ../shared/models when it exists."""
     monkeypatch.setenv("KIRIDASHI_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("KIRIDASHI_HISTORY", str(tmp_path_factory.mktemp("history") / "runs.jsonl"))
     if (SHARED / "models").is_dir():
         monkeypatch.setenv("KIRIDASHI_MODELS_DIR", str(SHARED / "models"))
     monkeypatch.delenv("PUSHOVER_TOKEN", raising=False)

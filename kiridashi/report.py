@@ -1,0 +1,244 @@
+"""The self-contained HTML dashboard of a unified quality report.
+
+One file, no network: inline CSS and JS, thumbnails as base64 JPEG data URIs. Sections: summary
+cards, metric history (inline SVG), a per-image table that sorts by any column (worst IoU first),
+thumbnails with the ground-truth outline (green) and the predicted outline (magenta), the
+face/pose overlay, flags, skipped files and unmatched ground truth.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from kiridashi import io as kio
+from kiridashi.overlay import draw_overlay, keypoints_outside
+
+log = logging.getLogger(__name__)
+
+THUMB_PX = 320
+CARDS = (
+    ("mean_iou", "mean IoU"),
+    ("mean_boundary_f", "boundary F"),
+    ("mean_dice", "Dice"),
+    ("min_iou", "worst IoU"),
+    ("character_recall", "character recall"),
+    ("character_precision", "character precision"),
+    ("face_detection_rate", "face rate"),
+    ("processed", "processed"),
+    ("skipped", "skipped"),
+    ("scored", "scored"),
+)
+COLUMNS = ("iou", "dice", "boundary_f", "precision", "recall")
+HISTORY_METRICS = ("mean_iou", "mean_boundary_f", "character_recall")
+
+CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;background:#fafafa}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px}
+.meta{color:#666;font-size:12px}
+.cards{display:flex;flex-wrap:wrap;gap:10px;margin:14px 0}
+.card{background:#fff;border:1px solid #ddd;border-radius:8px;padding:10px 14px;min-width:110px}
+.card b{display:block;font-size:20px}
+.card span{color:#666;font-size:12px}
+table{border-collapse:collapse;background:#fff;width:100%}
+th,td{border-bottom:1px solid #eee;padding:6px 8px;text-align:left;vertical-align:top}
+th{cursor:pointer;background:#f0f0f0;position:sticky;top:0;user-select:none}
+th:hover{background:#e4e4e4}
+td.num{font-variant-numeric:tabular-nums}
+td img{width:160px;border-radius:4px;display:block}
+.bad{color:#b00020;font-weight:600} .ok{color:#1b7f3a}
+.flag{display:inline-block;background:#fde7e9;color:#8a1020;border-radius:4px;padding:0 5px;
+margin:1px;font-size:12px}
+.note{color:#666;font-size:12px}
+svg{background:#fff;border:1px solid #ddd;border-radius:8px}
+.legend span{margin-right:14px;font-size:12px}
+"""
+
+JS = """
+function sortTable(th){
+  const table=th.closest('table'), idx=[...th.parentNode.children].indexOf(th);
+  const asc=th.dataset.dir!=='asc'; th.dataset.dir=asc?'asc':'desc';
+  const rows=[...table.tBodies[0].rows];
+  rows.sort((a,b)=>{
+    const x=a.cells[idx].dataset.v, y=b.cells[idx].dataset.v;
+    const nx=parseFloat(x), ny=parseFloat(y);
+    let c=(!isNaN(nx)&&!isNaN(ny))?nx-ny:String(x).localeCompare(String(y));
+    if(isNaN(nx)!==isNaN(ny)) c=isNaN(nx)?1:-1;
+    return asc?c:-c;});
+  rows.forEach(r=>table.tBodies[0].appendChild(r));
+}
+document.querySelectorAll('th').forEach(th=>th.addEventListener('click',()=>sortTable(th)));
+"""
+
+
+def _data_uri(rgb: np.ndarray, width: int = THUMB_PX) -> str:
+    h, w = rgb.shape[:2]
+    if w > width:
+        rgb = cv2.resize(rgb, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80]
+    )
+    return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode("ascii") if ok else ""
+
+
+def outline_thumbnail(
+    rgb: np.ndarray, pred: np.ndarray | None, gt: np.ndarray | None
+) -> np.ndarray:
+    """``rgb`` with the GT outline (green) under the predicted outline (magenta)."""
+    canvas = rgb.copy()
+    thick = max(2, round(max(rgb.shape[:2]) / 300))
+    for mask, colour in ((gt, (0, 220, 0)), (pred, (255, 0, 255))):
+        if mask is not None and mask.any():
+            contours, _ = cv2.findContours(
+                mask.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE
+            )
+            cv2.drawContours(canvas, contours, -1, colour, thick)
+    return canvas
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.3f}" if isinstance(v, float) else html.escape(str(v))
+
+
+def _history_svg(history: list[dict], width: int = 720, height: int = 220) -> str:
+    series = {m: [(i, r["metrics"].get(m)) for i, r in enumerate(history)] for m in HISTORY_METRICS}
+    if len(history) < 1:
+        return '<p class="note">No history yet: every evaluation adds a point.</p>'
+    pad, colours = 36, ("#1f77b4", "#d62728", "#2ca02c")
+    n = max(1, len(history) - 1)
+    parts = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">']
+    for t in (0.0, 0.25, 0.5, 0.75, 1.0):
+        y = height - pad - t * (height - 2 * pad)
+        parts.append(
+            f'<line x1="{pad}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
+        )
+        parts.append(f'<text x="4" y="{y + 4:.1f}" font-size="10" fill="#888">{t:.2f}</text>')
+    legend = []
+    for (name, points), colour in zip(series.items(), colours, strict=False):
+        pts = [
+            (pad + i / n * (width - pad - 10), height - pad - v * (height - 2 * pad))
+            for i, v in points
+            if isinstance(v, (int, float))
+        ]
+        if not pts:
+            continue
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>')
+        parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}"/>' for x, y in pts]
+        legend.append(f'<span style="color:{colour}">● {html.escape(name)}</span>')
+    labels = [
+        html.escape(str(r.get("label") or r.get("git_rev") or i)) for i, r in enumerate(history)
+    ]
+    for i, lab in enumerate(labels):
+        x = pad + i / n * (width - pad - 10)
+        parts.append(f'<text x="{x:.1f}" y="{height - 8}" font-size="9" fill="#666" '
+                     f'text-anchor="middle">{lab[:10]}</text>')  # fmt: skip
+    parts.append("</svg>")
+    return "".join(parts) + f'<div class="legend">{"".join(legend)}</div>'
+
+
+def _image_row(entry: dict, report: dict, characters: dict) -> str:
+    input_dir, output_dir = Path(report["input_dir"]), Path(report["output_dir"])
+    thumb = overlay = ""
+    outside_note = ""
+    try:
+        rgb = kio.load_image(input_dir / entry["source"]).rgb
+        pred = kio.load_mask(output_dir / entry["mask"])[0] if entry.get("mask") else None
+        gt = None
+        if entry.get("gt"):
+            gt_path = Path(entry["gt"])
+            gt = kio.load_mask(gt_path if gt_path.is_absolute() else input_dir / gt_path)[0]
+            gt = gt if gt.shape == rgb.shape[:2] else None
+        thumb = _data_uri(outline_thumbnail(rgb, pred, gt))
+        chars = characters.get(entry["source"], [])
+        overlay = _data_uri(draw_overlay(rgb, chars, pred))
+        outside = (
+            {c["index"]: keypoints_outside(c, pred) for c in chars} if pred is not None else {}
+        )
+        n_out = sum(len(v) for v in outside.values())
+        if n_out:
+            outside_note = f"{n_out} keypoints outside the mask"
+    except (kio.BadInput, FileNotFoundError, OSError) as exc:
+        outside_note = f"no preview: {exc}"
+    m = entry.get("metrics") or {}
+    cells = [
+        f'<td data-v="{html.escape(entry["source"])}">{html.escape(entry["source"])}'
+        f'<div class="note">{html.escape(entry.get("gt_note") or "")}</div></td>',
+        f'<td data-v="0">{f"<img alt=outlines src={thumb!r}>" if thumb else "–"}</td>',
+        f'<td data-v="0">{f"<img alt=overlay src={overlay!r}>" if overlay else "–"}</td>',
+    ]
+    for key in COLUMNS:
+        v = m.get(key)
+        cls = "bad" if isinstance(v, float) and v < 0.8 else "num"
+        cells.append(f'<td class="{cls}" data-v="{"" if v is None else v}">{_fmt(v)}</td>')
+    flags = "".join(
+        f'<span class="flag" title="{html.escape(f.get("reason", ""))}">{html.escape(f["check"])}'
+        f"</span>"
+        for f in entry.get("flags", [])
+    )
+    cells.append(f'<td data-v="{entry.get("n_characters", 0)}">{entry.get("n_characters", 0)}</td>')
+    face = "yes" if entry.get("face_found") else "no"
+    cells.append(f'<td data-v="{face}">{face}</td>')
+    cells.append(
+        f'<td data-v="{len(entry.get("flags", []))}">{flags}'
+        f'<div class="note">{html.escape(outside_note)}</div></td>'
+    )
+    return f'<tr class="img-row">{"".join(cells)}</tr>'
+
+
+def render_dashboard(report: dict, history: list[dict] | None = None) -> str:
+    """The dashboard HTML for ``report`` (a unified quality report dict)."""
+    characters: dict[str, list] = {}
+    try:
+        results = kio.read_json(Path(report["results"]))
+        characters = {r["source"]: r.get("characters", []) for r in results["images"]}
+    except (OSError, KeyError, ValueError) as exc:
+        log.warning("dashboard: no keypoints (%s)", exc)
+    s = report["summary"]
+    cards = "".join(
+        f'<div class="card"><b>{_fmt(s.get(k))}</b><span>{label}</span></div>' for k, label in CARDS
+    )
+    images = [e for e in report["images"] if e.get("status") == "ok"]
+    images.sort(key=lambda e: (e.get("metrics") or {}).get("iou", 2.0))  # worst first
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("image", "GT / predicted", "overlay", *COLUMNS, "characters", "face", "flags")
+    )
+    rows = "".join(_image_row(e, report, characters) for e in images)
+    skipped = "".join(
+        f"<li>{html.escape(k['source'])}: {html.escape(k.get('reason') or '')}</li>"
+        for k in report.get("skipped", [])
+    )
+    unmatched = "".join(f"<li>{html.escape(g)}</li>" for g in report.get("unmatched_gt", []))
+    title = f"kiridashi quality — {html.escape(report.get('output_dir', ''))}"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>{CSS}</style></head><body>
+<h1>kiridashi quality report</h1>
+<div class="meta">output {html.escape(report.get("output_dir", ""))} · input
+{html.escape(report.get("input_dir", ""))} · params {html.escape(str(report.get("params_digest")))}</div>
+<div class="cards" id="summary">{cards}</div>
+<h2>History</h2>{_history_svg(history or [])}
+<h2>Images (worst first; click a column to sort)</h2>
+<table id="images"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>
+<h2>Skipped ({len(report.get("skipped", []))})</h2><ul id="skipped">{skipped or "<li>none</li>"}</ul>
+<h2>Ground truth without an image ({len(report.get("unmatched_gt", []))})</h2>
+<ul>{unmatched or "<li>none</li>"}</ul>
+<script>{JS}</script>
+<script type="application/json" id="report-summary">{html.escape(json.dumps(s))}</script>
+</body></html>
+"""
+
+
+def write_dashboard(report: dict, path: Path, history: list[dict] | None = None) -> None:
+    """Write the dashboard atomically to ``path``."""
+    kio.atomic_write_text(Path(path), render_dashboard(report, history))
