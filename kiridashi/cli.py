@@ -98,10 +98,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from kiridashi.demo import build_demo
+    from kiridashi.demo import build_demo, format_summary
 
     summary = build_demo(Path(args.out_dir), n_images=args.n, seed=args.seed, source=args.source)
-    print(summary)
+    print(format_summary(summary))
     return 0
 
 
