@@ -10,9 +10,10 @@ Two sources of art:
 ``auto`` tries ``renpy`` and falls back to ``procedural`` on any failure.
 
 Each image is a 1280x720 canvas with 0-3 characters composited (premultiplied alpha) onto a
-background; its ground truth is ``255 * (union alpha >= 128)``, exactly what is visible. The build is
-deterministic for a given (source, seed, n) and idempotent: a complete dataset recorded in
-``DEMO_MANIFEST.json`` is left alone. Every file is written atomically (temp file + ``os.replace``).
+background; its ground truth is ``255 * (union alpha >= 128)``, exactly what is visible. The
+build is deterministic for a given (source, seed, n) and idempotent: a complete dataset recorded
+in ``DEMO_MANIFEST.json`` is left alone. Every file is written atomically (temp file +
+``os.replace``).
 
 Array conventions: images are HxWx3 uint8 RGB, sprites HxWx4 uint8 RGBA (straight alpha), masks
 HxW uint8 0/255; float layers are premultiplied HxWx4 float32 in [0, 1].
@@ -1269,7 +1270,7 @@ def build_demo(
     source: str = "auto",
     cache_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Build the demo dataset in ``out_dir``: ``NAME.jpg`` + ``NAME_gt.png``, LICENSES.txt, manifest.
+    """Build the demo dataset in ``out_dir``: NAME.jpg + NAME_gt.png, LICENSES.txt, manifest.
 
     ``source`` is ``"auto"`` (Ren'Py art, else procedural), ``"renpy"`` (raises
     :class:`DemoSourceError` when unavailable) or ``"procedural"``. Returns a summary: source used,
