@@ -162,8 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
+    from kiridashi.pipeline import OutputWriteError
+
     try:
         return int(args.func(args) or 0)
+    except OutputWriteError as exc:
+        print(f"error: {exc.strerror}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -11,7 +11,9 @@ everything finished before the interruption.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import functools
+import json
 import logging
 import multiprocessing
 import sys
@@ -120,6 +122,16 @@ def sources_from_manifest(manifest: dict) -> tuple[list[Source], list[dict]]:
 # ------------------------------------------------------------------------------ stages
 
 
+class OutputWriteError(OSError):
+    """The output folder cannot be written (read-only, full, no permission): the run stops.
+
+    Everything written before stays as it is; the message is one line for the user.
+    """
+
+
+_FATAL_ERRNOS = {errno.EACCES, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EPERM}
+
+
 def attempt(
     runner: Runner,
     step: str,
@@ -138,6 +150,8 @@ def attempt(
         if on_result is not None:
             on_result(src, value, record)
         return record
+    except OutputWriteError:
+        raise
     except (Skipped, kio.BadInput) as exc:
         if isinstance(exc, kio.BadInput):
             runner.counts[step]["skipped"] += 1
@@ -272,6 +286,19 @@ def run_manifest_stage(
 # ------------------------------------------------------------------------------ outputs
 
 
+def _write_output(out_dir: Path, rel: str, data: bytes) -> None:
+    try:
+        kio.atomic_write_bytes(out_dir / rel, data)
+    except OSError as exc:
+        if exc.errno in _FATAL_ERRNOS:
+            raise OutputWriteError(
+                exc.errno,
+                f"cannot write {out_dir / rel}: {exc.strerror}; stopping, "
+                "everything written before is kept",
+            ) from None
+        raise
+
+
 def write_image_outputs(out_dir: Path, src: Source, merged: dict, record: dict) -> None:
     """Write one image's union mask and crops (atomically) and fill its result record.
 
@@ -281,11 +308,12 @@ def write_image_outputs(out_dir: Path, src: Source, merged: dict, record: dict) 
     out_dir = Path(out_dir)
     stem = output_stem(src.rel)
     mask_rel = f"masks/{stem}.png"
-    kio.atomic_write_bytes(out_dir / mask_rel, merged["mask_png"])
+    write = functools.partial(_write_output, out_dir)
+    write(mask_rel, merged["mask_png"])
     chars = []
     for ch in merged["characters"]:
         crop_rel = f"crops/{stem}_c{ch['index']}.png"
-        kio.atomic_write_bytes(out_dir / crop_rel, ch["crop_png"])
+        write(crop_rel, ch["crop_png"])
         chars.append({**{k: v for k, v in ch.items() if k != "crop_png"}, "crop": crop_rel})
     crop_dir = (out_dir / "crops" / stem).parent
     name = Path(stem).name
@@ -370,13 +398,17 @@ def write_results(
         if checkpoint_every and done % checkpoint_every == 0:
             partial = results_document(records, report, runner.cfg, runner, 0.0)
             partial["summary"]["partial"] = True
-            kio.atomic_write_json(out_dir / RESULTS, partial)
+            _write_output(out_dir, RESULTS, _json_bytes(partial))
 
     writer = functools.partial(write_image_outputs, out_dir)
     run_step(runner, "merge", sources, records, writer, jobs=jobs, on_done=on_done)
     doc = results_document(records, report, runner.cfg, runner, time.perf_counter() - t0)
-    kio.atomic_write_json(out_dir / RESULTS, doc)
+    _write_output(out_dir, RESULTS, _json_bytes(doc))
     return doc
+
+
+def _json_bytes(doc: dict) -> bytes:
+    return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def summary_lines(doc: dict, out_dir: Path) -> list[str]:

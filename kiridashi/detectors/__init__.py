@@ -1,121 +1,225 @@
 """Detection: anime faces (LBP cascade, animeface), MediaPipe face/pose hints, optional YOLO.
 
-:func:`detect_image` runs every enabled detector of ``cfg["detectors"]`` at every scale of
-``cfg["scales"]`` (each (detector, scale, params) result cached separately through ``memo``),
-fuses the boxes (weighted boxes fusion), derives one box per character and adds pose landmarks
-per character. All coordinates are pixels of the given image, boxes XYXY.
+:func:`detect_image` runs every enabled scene detector of ``cfg["detectors"]`` at every scale of
+``cfg["scales"]`` on a copy of the image whose long side is ``work_side * scale`` px (each
+(detector, scale, detector params) result is cached on its own through ``memo``, so adding a
+scale computes only that scale), fuses the boxes (weighted boxes fusion, supporters recorded),
+grows one box per character from faces and a foreground map (plus face-less foreground / person
+proposals), and adds per-character keypoints (MediaPipe Pose on each character's crop).
+All returned coordinates are pixels of the given image; boxes are XYXY.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import numpy as np
 
-from kiridashi.detectors.base import build, detect_at_scale
-from kiridashi.detectors.characters import build_characters
+from kiridashi.detectors.base import (
+    build,
+    build_enabled,
+    constructor_params,
+    detect_at_scale,
+)
+from kiridashi.detectors.characters import Foreground, build_characters
 from kiridashi.detectors.fusion import fuse
+from kiridashi.detectors.recheck import find_face
 from kiridashi.types import Character, Detection
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+Memo = Callable[[str, dict, Callable[[], T]], T]
+
+__all__ = ["DetectResult", "detect_image", "raw_detections"]
+
 
 @dataclass
 class DetectResult:
-    """characters: one per character, left to right; detections: fused face/person boxes."""
+    """characters: one per character, left to right; detections: fused face/person boxes;
+    raw_counts: number of raw detections per detector (all scales together);
+    support: per fused detection, ``{"detectors": [...], "scales": [...]}`` that support it."""
 
     characters: list[Character]
     detections: list[Detection] = field(default_factory=list)
     raw_counts: dict[str, int] = field(default_factory=dict)
+    support: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
             "characters": [c.to_dict() for c in self.characters],
             "detections": [d.to_dict() for d in self.detections],
             "raw_counts": dict(self.raw_counts),
+            "support": [dict(s) for s in self.support],
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> DetectResult:
         return cls(
-            characters=[Character.from_dict(c) for c in d["characters"]],
+            characters=[Character.from_dict(c) for c in d.get("characters", [])],
             detections=[Detection.from_dict(x) for x in d.get("detections", [])],
-            raw_counts=dict(d.get("raw_counts", {})),
+            raw_counts={k: int(v) for k, v in d.get("raw_counts", {}).items()},
+            support=[dict(s) for s in d.get("support", [])],
         )
 
 
-def _work_scale(image: np.ndarray, max_side: int) -> float:
-    long_side = max(image.shape[:2])
-    return 1.0 if max_side <= 0 or long_side <= max_side else max_side / long_side
+def work_factor(image_hw: tuple[int, int], work_side: int, scale: float) -> float:
+    """Resize factor for one scale: the long side becomes ``work_side * scale`` (0: native)."""
+    base = 1.0 if work_side <= 0 else work_side / float(max(image_hw))
+    return base * float(scale)
 
 
 def raw_detections(
-    image: np.ndarray, cfg: dict, models_dir: Path, memo: Any
+    image: np.ndarray, cfg: dict, models_dir: Path, memo: Memo
 ) -> dict[tuple[str, float], list[Detection]]:
-    """(detector, scale) -> detections, each cached on its own (adding a scale adds runs only)."""
-    base = _work_scale(image, int(cfg.get("max_side", 0)))
+    """(detector, scale) -> detections in full-image pixels, each pair cached on its own."""
+    work_side = int(cfg.get("work_side", 0))
+    scales = [float(s) for s in cfg.get("scales", [1.0])]
+    detectors = build_enabled(cfg.get("detectors", {}), models_dir=Path(models_dir))
     runs: dict[tuple[str, float], list[Detection]] = {}
-    for name, dcfg in cfg["detectors"].items():
-        if not dcfg.get("enabled", True):
+    for name, det in detectors.items():
+        if getattr(det, "per_character", False):
             continue
-        detector = build(name, dcfg, models_dir=str(models_dir))
-        if detector is None:  # model file missing: warned once by build()
-            continue
-        for scale in cfg["scales"]:
-            scale = float(scale)
+        params = constructor_params(cfg["detectors"][name])
+        for scale in scales:
+            factor = work_factor(image.shape[:2], work_side, scale)
 
-            def compute(detector=detector, scale=scale) -> list[dict]:
-                return [d.to_dict() for d in detect_at_scale(detector, image, base * scale)]
+            def compute(det=det, factor=factor, scale=scale) -> list[dict]:
+                return [d.to_dict() for d in detect_at_scale(det, image, factor, scale)]
 
-            params = {"scale": scale, "max_side": cfg.get("max_side"), "detector": dcfg}
-            found = memo(f"raw.{name}", params, compute)
+            key = {"detector": name, "params": params, "scale": scale, "work_side": work_side}
+            found = memo(f"raw.{name}", key, compute)
             runs[(name, scale)] = [Detection.from_dict(d) for d in found]
     return runs
 
 
-def add_pose(
-    image: np.ndarray, characters: list[Character], cfg: dict, memo: Any
-) -> list[Character]:
-    """Pose landmarks for each character, run on the character's crop (cached per box)."""
-    pose_cfg = cfg.get("pose") or {}
-    if not pose_cfg.get("enabled", False) or not characters:
-        return characters
-    pose = build("pose", pose_cfg)
-    if pose is None:
-        return characters
+def foreground(image: np.ndarray, cfg: dict, memo: Memo) -> Foreground | None:
+    """The foreground maps (``cfg["foreground"]``, cached as k x h x w uint8), or None."""
+    fcfg = cfg.get("foreground") or {}
+    if not fcfg.get("enabled", False):
+        return None
+    model = build("foreground", fcfg)
+    if model is None:
+        return None
+
+    def compute() -> np.ndarray:
+        return np.round(model.probability(image) * 255).astype(np.uint8)
+
+    maps = np.asarray(memo("foreground", constructor_params(fcfg), compute), np.float32) / 255.0
+    maps = maps.reshape(-1, *maps.shape[-2:])
+    return Foreground(maps.mean(axis=0), image.shape[:2], maps.max(axis=0))
+
+
+def add_character_keypoints(
+    image: np.ndarray, characters: list[Character], cfg: dict, models_dir: Path, memo: Memo
+) -> dict[str, int]:
+    """Run the per-character detectors (pose) on each character box; returns raw counts."""
+    counts: dict[str, int] = {}
+    for name, dcfg in (cfg.get("detectors") or {}).items():
+        if not dcfg or not dcfg.get("enabled", True):
+            continue
+        det = build(name, dcfg, models_dir=Path(models_dir))
+        if det is None or not getattr(det, "per_character", False):
+            continue
+        params = constructor_params(dcfg)
+        counts[name] = 0
+        for ch in characters:
+            box = tuple(round(float(v), 1) for v in ch.box)
+
+            def compute(det=det, box=box) -> list[dict]:
+                return [d.to_dict() for d in det.detect_in_box(image, box)]
+
+            found = memo(f"char.{name}", {"params": params, "box": list(box)}, compute)
+            for d in found:
+                counts[name] += 1
+                ch.keypoints.update({k: tuple(v) for k, v in d["keypoints"].items()})
+                ch.detectors = sorted({*ch.detectors, name})
+    return counts
+
+
+def recheck_faceless(
+    image: np.ndarray, characters: list[Character], cfg: dict, models_dir: Path, memo: Memo
+) -> None:
+    """Second look for faces of face-less characters (``cfg["face_recheck"]``), in place."""
+    rcfg = cfg.get("face_recheck") or {}
+    if not rcfg.get("enabled", False):
+        return
+    dcfgs = cfg.get("detectors") or {}
+    names = [n for n in rcfg.get("detectors", []) if n in dcfgs]
+    dets = {n: d for n in names if (d := build(n, dcfgs[n], models_dir=Path(models_dir)))}
+    if not dets:
+        return
+    params = {
+        "detectors": {n: constructor_params(dcfgs[n]) for n in dets},
+        "crop_top": float(rcfg.get("crop_top", 0.6)),
+        "widths_px": [int(v) for v in rcfg.get("widths_px", [160])],
+        "min_score": float(rcfg.get("min_score", 0.5)),
+        "margin": float(rcfg.get("margin", 0.1)),
+    }
     for ch in characters:
-        box = tuple(round(v, 1) for v in ch.box)
+        if ch.face_box is not None:
+            continue
+        box = tuple(round(float(v), 1) for v in ch.box)
 
-        def compute(box=box) -> dict:
-            return {k: list(v) for k, v in pose.landmarks(image, box).items()}
+        def compute(box=box) -> dict | None:
+            face = find_face(
+                image,
+                box,
+                dets,
+                params["crop_top"],
+                params["widths_px"],
+                params["min_score"],
+                params["margin"],
+            )
+            return face.to_dict() if face is not None else None
 
-        points = memo("pose", {"box": list(box), "pose": pose_cfg}, compute)
-        if points:
-            ch.keypoints.update({k: tuple(v) for k, v in points.items()})
-            ch.detectors = sorted({*ch.detectors, "pose"})
-    return characters
+        found = memo("face_recheck", {**params, "box": list(box)}, compute)
+        if found is None:
+            continue
+        face = Detection.from_dict(found)
+        fb = face.box
+        hair = float((cfg.get("character") or {}).get("hair_top", 0.45)) * (fb[3] - fb[1])
+        ch.box = (  # the head belongs to the character
+            round(max(0.0, min(ch.box[0], fb[0])), 2),
+            round(max(0.0, min(ch.box[1], fb[1] - hair)), 2),
+            round(min(float(image.shape[1]), max(ch.box[2], fb[2])), 2),
+            ch.box[3],
+        )
+        ch.face_box = tuple(round(v, 2) for v in fb)
+        ch.keypoints.update(face.keypoints)
+        ch.detectors = sorted({*ch.detectors, face.detector})
+        ch.score = round(max(ch.score, float(rcfg.get("score", 0.6)) * face.score), 4)
 
 
-def detect_image(image: np.ndarray, cfg: dict, models_dir: Path, memo: Any) -> DetectResult:
-    """Characters in ``image`` (HxWx3 uint8 RGB); see the module docstring."""
+def detect_image(image: np.ndarray, cfg: dict, models_dir: Path, memo: Memo) -> DetectResult:
+    """Characters in ``image`` (HxWx3 uint8 RGB); ``cfg`` is the ``detect`` config section.
+
+    See the module docstring. ``memo(kind, params, compute)`` caches sub-results per image.
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"detect_image needs an HxWx3 uint8 RGB image, got {image.shape}")
     h, w = image.shape[:2]
     runs = raw_detections(image, cfg, models_dir, memo)
-    weights = {n: float(d.get("weight", 1.0)) for n, d in cfg["detectors"].items()}
-    fcfg = cfg.get("fusion", {})
+    weights = {n: float(d.get("weight", 1.0)) for n, d in (cfg.get("detectors") or {}).items()}
+    fcfg = cfg.get("fusion") or {}
     fused = fuse(
         {k: v for k, v in runs.items() if v},
         (h, w),
         weights,
-        iou_thr=float(fcfg.get("iou_thr", 0.5)),
+        iou_thr=float(fcfg.get("iou_thr", 0.4)),
         skip_box_thr=float(fcfg.get("skip_box_thr", 0.0)),
         conf_type=str(fcfg.get("conf_type", "avg")),
     )
-    characters = build_characters(fused, (h, w), cfg.get("character", {}))
-    characters = add_pose(image, characters, cfg, memo)
+    fg = foreground(image, cfg, memo)
+    characters = build_characters(fused, (h, w), cfg.get("character") or {}, fg)
     counts: dict[str, int] = {}
     for (name, _), dets in runs.items():
         counts[name] = counts.get(name, 0) + len(dets)
-    return DetectResult(characters, [d for d, _ in fused], counts)
+    recheck_faceless(image, characters, cfg, models_dir, memo)
+    counts.update(add_character_keypoints(image, characters, cfg, models_dir, memo))
+    support = [{"detectors": f.detectors, "scales": f.scales} for f in fused]
+    return DetectResult(characters, [f.detection for f in fused], counts, support)

@@ -1,38 +1,52 @@
-"""Detector protocol, the builder (``_target_`` strings), and multi-scale helpers.
+"""Detector protocol, the registry (``_target_`` strings -> instances) and multi-scale helpers.
 
-A detector takes an HxWx3 uint8 RGB image and returns :class:`~kiridashi.types.Detection` objects
-with XYXY boxes in that image's pixels. :func:`detect_at_scale` resizes the image by a scale,
-runs a detector and maps the boxes and keypoints back to the unscaled image.
+A *scene detector* takes an HxWx3 uint8 RGB image and returns :class:`~kiridashi.types.Detection`
+objects whose boxes are XYXY pixels of that image. A *character detector* (``per_character =
+True``, e.g. MediaPipe Pose) instead looks at one character box at a time. Instances are built
+from the ``_target_`` dotted path of their config entry and kept for the life of the process
+(one per distinct set of params), so models load once, not per image.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
 
 from kiridashi.cache import params_digest
-from kiridashi.types import Detection
+from kiridashi.types import BoxXYXY, Detection
 
 log = logging.getLogger(__name__)
 
-# keys of a detector's config section that are not constructor arguments
-META_KEYS = ("_target_", "enabled", "weight")
+# keys of a detector's config entry that are not constructor arguments (and do not change its
+# raw output, so they are left out of the memo key too)
+META_KEYS = frozenset({"_target_", "enabled", "weight"})
 
 
+@runtime_checkable
 class Detector(Protocol):
+    """Scene detector: ``detect(HxWx3 uint8 RGB) -> [Detection]`` (XYXY boxes, that image's px)."""
+
     name: str
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        """Detections in ``image`` (HxWx3 uint8 RGB), boxes XYXY in its pixels."""
-        ...
+    def detect(self, image: np.ndarray) -> list[Detection]: ...
+
+
+@runtime_checkable
+class CharacterDetector(Protocol):
+    """Per-character detector: keypoints of the character inside ``box`` (XYXY, image px)."""
+
+    name: str
+    per_character: bool
+
+    def detect_in_box(self, image: np.ndarray, box: BoxXYXY) -> list[Detection]: ...
 
 
 class MissingModel(RuntimeError):
-    """A detector's model file is absent: the detector is skipped with one warning."""
+    """A detector's model file is absent: the detector is skipped with one warning line."""
 
 
 _INSTANCES: dict[str, Any] = {}
@@ -40,24 +54,34 @@ _WARNED: set[str] = set()
 
 
 def import_target(target: str) -> type:
+    """The class named by a dotted ``module.Class`` path."""
     module, _, attr = target.rpartition(".")
+    if not module:
+        raise ValueError(f"_target_ must be a dotted path 'package.module.Class', got {target!r}")
     return getattr(importlib.import_module(module), attr)
+
+
+def constructor_params(cfg: dict) -> dict:
+    """The entry's params without the meta keys (``_target_``, ``enabled``, ``weight``)."""
+    return {k: v for k, v in cfg.items() if k not in META_KEYS}
 
 
 def build(name: str, cfg: dict, **context: Any) -> Any | None:
     """The detector configured by ``cfg`` (``_target_`` + params), built once per process.
 
-    ``context`` (e.g. ``models_dir``) is passed to constructors that accept it. Returns None (after
-    one warning) when the detector's model file is missing.
+    ``context`` (e.g. ``models_dir``) goes to constructors that list the key in their ``CONTEXT``
+    class attribute. Returns None, after ONE warning line, when the model file is missing.
     """
-    params = {k: v for k, v in cfg.items() if k not in META_KEYS}
-    key = f"{name}:{cfg['_target_']}:{params_digest(params)}:{params_digest(context)}"
+    if "_target_" not in cfg:
+        raise ValueError(f"detect.detectors.{name} has no _target_")
+    cls = import_target(cfg["_target_"])
+    accepted = {k: str(v) for k, v in context.items() if k in getattr(cls, "CONTEXT", ())}
+    params = constructor_params(cfg)
+    key = f"{name}:{cfg['_target_']}:{params_digest(params)}:{params_digest(accepted)}"
     if key in _INSTANCES:
         return _INSTANCES[key]
-    cls = import_target(cfg["_target_"])
-    accepted = getattr(cls, "CONTEXT", ())
     try:
-        inst = cls(name=name, **params, **{k: v for k, v in context.items() if k in accepted})
+        inst = cls(name=name, **params, **accepted)
     except MissingModel as exc:
         if key not in _WARNED:
             log.warning("detector %s skipped: %s", name, exc)
@@ -67,30 +91,46 @@ def build(name: str, cfg: dict, **context: Any) -> Any | None:
     return inst
 
 
-def scale_image(image: np.ndarray, scale: float) -> np.ndarray:
-    if scale == 1.0:
+def build_enabled(detectors_cfg: dict, **context: Any) -> dict[str, Any]:
+    """name -> instance for every enabled entry of ``detect.detectors`` (missing models skipped)."""
+    out = {}
+    for name, dcfg in detectors_cfg.items():
+        if not dcfg or not dcfg.get("enabled", True):
+            continue
+        inst = build(name, dcfg, **context)
+        if inst is not None:
+            out[name] = inst
+    return out
+
+
+def scale_image(image: np.ndarray, factor: float) -> np.ndarray:
+    """``image`` (HxWxC) resized by ``factor`` (area interpolation when shrinking)."""
+    if abs(factor - 1.0) < 1e-9:
         return image
     h, w = image.shape[:2]
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    return cv2.resize(
-        image, (max(1, round(w * scale)), max(1, round(h * scale))), None, 0, 0, interp
-    )
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    interp = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
+    return cv2.resize(image, size, interpolation=interp)
 
 
-def rescale(det: Detection, factor: float, scale_tag: float) -> Detection:
-    """``det`` with coordinates multiplied by ``factor`` and tagged with ``scale_tag``."""
+def rescale(det: Detection, fx: float, fy: float, scale_tag: float) -> Detection:
+    """``det`` with x multiplied by ``fx``, y by ``fy``, tagged with ``scale_tag``."""
+    x0, y0, x1, y1 = det.box
     return Detection(
-        box=tuple(float(v) * factor for v in det.box),
-        score=det.score,
+        box=(float(x0) * fx, float(y0) * fy, float(x1) * fx, float(y1) * fy),
+        score=float(det.score),
         label=det.label,
         detector=det.detector,
-        scale=scale_tag,
-        keypoints={k: (v[0] * factor, v[1] * factor, v[2]) for k, v in det.keypoints.items()},
+        scale=float(scale_tag),
+        keypoints={k: (v[0] * fx, v[1] * fy, float(v[2])) for k, v in det.keypoints.items()},
     )
 
 
-def detect_at_scale(detector: Detector, image: np.ndarray, scale: float) -> list[Detection]:
-    """Run ``detector`` on ``image`` resized by ``scale``; results in ``image``'s pixels."""
-    scaled = scale_image(image, scale)
-    factor = image.shape[1] / float(scaled.shape[1])
-    return [rescale(d, factor, scale) for d in detector.detect(scaled)]
+def detect_at_scale(
+    detector: Detector, image: np.ndarray, factor: float, scale_tag: float
+) -> list[Detection]:
+    """Run ``detector`` on ``image`` resized by ``factor``; boxes in ``image``'s pixels."""
+    scaled = scale_image(image, factor)
+    fx = image.shape[1] / float(scaled.shape[1])
+    fy = image.shape[0] / float(scaled.shape[0])
+    return [rescale(d, fx, fy, scale_tag) for d in detector.detect(scaled)]

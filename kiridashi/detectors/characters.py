@@ -1,139 +1,392 @@
-"""From fused face/person boxes to one candidate box per character.
+"""From fused face/person boxes and a foreground map to one candidate box per character.
 
-A standing visual-novel character is grown from its face with anime proportions: the box spans
-``width_faces`` face widths around the face centre, starts ``hair_top`` face heights above the
-face (hair, ahoge) and runs ``body_faces`` face heights below it (usually to the image bottom).
-A person box (YOLO) that contains the face widens the box; a person box without a face becomes a
-character of its own. The segmenter treats the box as a prior, not a crop, so a box that is a
-little small does not cut off hair or hands.
+Face path. Every distinct face (fused boxes, duplicates and faces lying in the body of a better
+face's character removed) seeds a character. Its *prior* box uses anime sprite proportions:
+``width_faces`` face widths wide around the face centre, from ``hair_top`` face heights above the
+face to ``body_faces`` face heights below it. The image's own evidence then refines it: inside a
+search window (``search_faces`` face widths either side, limited to this face's *territory* -
+the part of the image closer to it than to a neighbouring face, in face-width units) the
+foreground pixels connected to the face and the region under it (neck / torso) are collected,
+and their bounding box (after trimming sparse rows and columns) becomes the character box, so
+hair hanging below the chin, raised hands and props fit inside. Evidence that disagrees wildly
+with the prior (too narrow, no pixels) falls back to the prior. A box that reaches within
+``bottom_snap`` of the image bottom is extended to it (sprites are cut by the frame).
+
+Face-independent path. Large connected foreground components (and person boxes, e.g. YOLO)
+that no face character covers become characters without a face (``face_box=None``) and with a
+lower score, so a missed face does not mean a missed character. Background-only scenes give
+small, weak or wide flat components, which are rejected by size, mean probability and shape.
+
+All boxes are XYXY pixels of the HxW image; the foreground map may be smaller (any h x w), it
+is mapped by the ratio of sizes.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from kiridashi.detectors.fusion import Fused
 from kiridashi.metrics import box_iou
 from kiridashi.types import BoxXYXY, Character, Detection
 
 
-def _containment(inner: BoxXYXY, outer: BoxXYXY) -> float:
+@dataclass
+class Foreground:
+    """Person/foreground probability maps (h x w float32, [0, 1]) for an H x W image.
+
+    prob: the conservative map (used to fit boxes and check faces); prob_any: the permissive
+    map (used for face-less proposals; defaults to ``prob``).
+    """
+
+    prob: np.ndarray
+    image_hw: tuple[int, int]
+    prob_any: np.ndarray | None = None
+
+    @property
+    def sx(self) -> float:
+        return self.image_hw[1] / float(self.prob.shape[1])
+
+    @property
+    def sy(self) -> float:
+        return self.image_hw[0] / float(self.prob.shape[0])
+
+    def to_map(self, box: BoxXYXY) -> tuple[int, int, int, int]:
+        """Image-pixel XYXY box -> integer map box (clipped, possibly empty)."""
+        h, w = self.prob.shape
+        x0 = int(np.clip(np.floor(box[0] / self.sx), 0, w))
+        y0 = int(np.clip(np.floor(box[1] / self.sy), 0, h))
+        x1 = int(np.clip(np.ceil(box[2] / self.sx), 0, w))
+        y1 = int(np.clip(np.ceil(box[3] / self.sy), 0, h))
+        return x0, y0, x1, y1
+
+    def to_image(self, box: tuple[float, float, float, float]) -> BoxXYXY:
+        return (box[0] * self.sx, box[1] * self.sy, box[2] * self.sx, box[3] * self.sy)
+
+
+def containment(inner: BoxXYXY, outer: BoxXYXY) -> float:
+    """Share of ``inner``'s area that lies inside ``outer``."""
     ix = max(0.0, min(inner[2], outer[2]) - max(inner[0], outer[0]))
     iy = max(0.0, min(inner[3], outer[3]) - max(inner[1], outer[1]))
     area = max(1e-6, (inner[2] - inner[0]) * (inner[3] - inner[1]))
     return ix * iy / area
 
 
-def distinct_faces(faces: list[Detection], iou_thr: float, contain_thr: float) -> list[Detection]:
-    """Faces sorted by score with duplicates (overlapping or nested boxes) removed."""
-    kept: list[Detection] = []
-    for f in sorted(faces, key=lambda d: -d.score):
-        if all(
-            box_iou(f.box, k.box) < iou_thr
-            and _containment(f.box, k.box) < contain_thr
-            and _containment(k.box, f.box) < contain_thr
-            for k in kept
-        ):
-            kept.append(f)
-    return kept
-
-
-def suppress_body_faces(faces: list[Detection], cfg: dict) -> list[Detection]:
-    """Drop faces that sit on another, more confident character's body or face.
-
-    A face below another face's chin and within ``torso_faces`` face widths of its centre line
-    lies on that character's torso; a much smaller face right next to a face is a hair
-    ornament or a pattern. Neighbouring characters (side by side, even at different depths)
-    are kept.
-    """
-    kept: list[Detection] = []
-    ratio = float(cfg.get("min_neighbour_face_ratio", 0.6))
-    torso = float(cfg.get("torso_faces", 0.75))
-    for f in faces:  # sorted by score, best first
-        cx, cy = (f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2
-        fw = f.box[2] - f.box[0]
-        drop = False
-        for k in kept:
-            kcx, kcy = (k.box[0] + k.box[2]) / 2, (k.box[1] + k.box[3]) / 2
-            kw = k.box[2] - k.box[0]
-            on_torso = cy > k.box[3] and abs(cx - kcx) < torso * kw
-            ornament = fw < ratio * kw and abs(cx - kcx) < kw and abs(cy - kcy) < kw
-            if on_torso or ornament:
-                drop = True
-                break
-        if not drop:
-            kept.append(f)
-    return kept
-
-
-def grow_from_face(face: BoxXYXY, image_hw: tuple[int, int], cfg: dict) -> BoxXYXY:
-    """Character box (XYXY) from a face box with anime proportions, clipped to the image."""
+def _clip(box: BoxXYXY, image_hw: tuple[int, int]) -> BoxXYXY:
     h, w = image_hw
+    return (
+        float(max(0.0, min(w, box[0]))),
+        float(max(0.0, min(h, box[1]))),
+        float(max(0.0, min(w, box[2]))),
+        float(max(0.0, min(h, box[3]))),
+    )
+
+
+def distinct_faces(faces: list[Fused], cfg: dict) -> list[Fused]:
+    """Faces, best first, without duplicates (overlapping / nested boxes) and body false hits.
+
+    A face whose centre lies in the upper body of a better face's character (below that face's
+    chin, within ``body_width_faces`` face widths of its centre, not much larger) is a false
+    detection on the chest, hands or clothes and is dropped.
+    """
+    iou_thr = float(cfg.get("duplicate_iou", 0.3))
+    contain_thr = float(cfg.get("duplicate_containment", 0.6))
+    body_w = float(cfg.get("body_width_faces", 0.9))
+    body_h = float(cfg.get("body_height_faces", 3.0))
+    body_ratio = float(cfg.get("body_score_ratio", 0.9))
+    kept: list[Fused] = []
+    for f in sorted(faces, key=lambda x: -x.detection.score):
+        b = f.detection.box
+        cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+        ok = True
+        for k in kept:
+            kb = k.detection.box
+            if (
+                box_iou(b, kb) >= iou_thr
+                or containment(b, kb) >= contain_thr
+                or containment(kb, b) >= contain_thr
+            ):
+                ok = False
+                break
+            kw, kh = kb[2] - kb[0], kb[3] - kb[1]
+            kcx = (kb[0] + kb[2]) / 2
+            in_body = kb[3] - 0.1 * kh <= cy <= kb[3] + body_h * kh and abs(cx - kcx) <= body_w * kw
+            weaker = f.detection.score <= body_ratio * k.detection.score or len(f.detectors) < len(
+                k.detectors
+            )
+            # a larger face under a smaller one can be a character in front: keep it unless
+            # only one detector saw it
+            small = (b[2] - b[0]) <= 1.5 * kw or len(f.detectors) == 1
+            if in_body and weaker and small:
+                ok = False
+                break
+        if ok:
+            kept.append(f)
+    return kept
+
+
+def face_evidence(face: BoxXYXY, fg: Foreground, threshold: float) -> tuple[float, float]:
+    """(mean foreground probability inside the face box, foreground extent above the face top
+    in face heights) - measured in the central half of the face's columns, going up from the
+    face centre while rows are mostly foreground. A real face sits near the top of its
+    foreground (hair only above it); a false hit on the chest or hands has the head above it."""
+    fw, fh = face[2] - face[0], face[3] - face[1]
+    x0, y0, x1, y1 = fg.to_map(face)
+    inside = float(fg.prob[y0:y1, x0:x1].mean()) if x1 > x0 and y1 > y0 else 0.0
+    bx0, _, bx1, _ = fg.to_map((face[0] + 0.25 * fw, 0, face[2] - 0.25 * fw, 1))
+    if bx1 <= bx0:
+        return inside, 0.0
+    rows = fg.prob[:, bx0:bx1].mean(axis=1) >= threshold
+    r = min(len(rows) - 1, int((face[1] + face[3]) / 2 / fg.sy))
+    top = r
+    while top > 0 and rows[top - 1]:
+        top -= 1
+    return inside, (face[1] - top * fg.sy) / max(fh, 1e-6)
+
+
+def plausible_face(face: Fused, fg: Foreground | None, cfg: dict) -> bool:
+    """False for a face seen by one detector only that the foreground contradicts: foreground
+    continues far above it (``max_fg_above_faces``: a hit on the body) or the face box is mostly
+    background (``min_fg_inside``) without a high score (``weak_face_score``)."""
+    if fg is None or len(face.detectors) > 1:
+        return True
+    inside, above = face_evidence(face.detection.box, fg, float(cfg.get("fg_threshold", 0.5)))
+    if above > float(cfg.get("max_fg_above_faces", 1.4)):
+        return False
+    return not (
+        inside < float(cfg.get("min_fg_inside", 0.35))
+        and face.detection.score < float(cfg.get("weak_face_score", 0.8))
+    )
+
+
+def prior_box(face: BoxXYXY, image_hw: tuple[int, int], cfg: dict) -> BoxXYXY:
+    """Character box (XYXY) from a face box with anime sprite proportions, clipped."""
     fx0, fy0, fx1, fy1 = face
     fw, fh = fx1 - fx0, fy1 - fy0
     cx = (fx0 + fx1) / 2.0
-    half = float(cfg.get("width_faces", 4.0)) * fw / 2.0
-    x0, x1 = cx - half, cx + half
-    y0 = fy0 - float(cfg.get("hair_top", 0.6)) * fh
-    y1 = fy1 + float(cfg.get("body_faces", 8.0)) * fh
-    return max(0.0, x0), max(0.0, y0), min(float(w), x1), min(float(h), y1)
+    half = float(cfg.get("width_faces", 2.6)) * fw / 2.0
+    return _clip(
+        (
+            cx - half,
+            fy0 - float(cfg.get("hair_top", 0.45)) * fh,
+            cx + half,
+            fy1 + float(cfg.get("body_faces", 7.0)) * fh,
+        ),
+        image_hw,
+    )
 
 
-def _inside(face: Detection, person: Detection) -> bool:
-    cx, cy = (face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2
-    return person.box[0] <= cx <= person.box[2] and person.box[1] <= cy <= person.box[3]
+def territory(face: BoxXYXY, others: list[BoxXYXY], lo: float, hi: float) -> tuple[float, float]:
+    """The x-range [lo, hi] narrowed to the part closer (in face widths) to ``face`` than to
+    any other face: the boundary with a neighbour sits at ``cx + (ox - cx) * fw / (fw + ow)``."""
+    cx, fw = (face[0] + face[2]) / 2, face[2] - face[0]
+    for o in others:
+        ox, ow = (o[0] + o[2]) / 2, o[2] - o[0]
+        if abs(ox - cx) < 1e-6:
+            continue
+        edge = cx + (ox - cx) * fw / (fw + ow)
+        if ox > cx:
+            hi = min(hi, edge)
+        else:
+            lo = max(lo, edge)
+    return lo, hi
+
+
+def _trimmed_extent(mask: np.ndarray, min_share: float) -> tuple[int, int, int, int] | None:
+    """Bounding box (x0, y0, x1, y1; exclusive) of ``mask`` after dropping rows / columns with
+    fewer set pixels than ``min_share`` of the mask's largest row / column count."""
+    cols = mask.sum(axis=0)
+    rows = mask.sum(axis=1)
+    if cols.max() == 0:
+        return None
+    xs = np.nonzero(cols >= max(1.0, min_share * cols.max()))[0]
+    ys = np.nonzero(rows >= max(1.0, min_share * rows.max()))[0]
+    return int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1
+
+
+def evidence_box(
+    face: BoxXYXY, others: list[BoxXYXY], fg: Foreground, prior: BoxXYXY, cfg: dict
+) -> BoxXYXY | None:
+    """Box of the foreground connected to ``face`` inside its search window (None: no evidence)."""
+    h, w = fg.image_hw
+    fx0, fy0, fx1, fy1 = face
+    fw, fh = fx1 - fx0, fy1 - fy0
+    cx = (fx0 + fx1) / 2
+    search = float(cfg.get("search_faces", 3.0)) * fw
+    lo, hi = territory(face, others, max(0.0, cx - search), min(float(w), cx + search))
+    top = max(0.0, fy0 - float(cfg.get("search_top_faces", 1.2)) * fh)
+    window = (lo, top, hi, float(h))
+    mx0, my0, mx1, my1 = fg.to_map(window)
+    if mx1 - mx0 < 2 or my1 - my0 < 2:
+        return None
+    fgmask = (fg.prob[my0:my1, mx0:mx1] >= float(cfg.get("fg_threshold", 0.5))).astype(np.uint8)
+    if not fgmask.any():
+        return None
+    n, labels, _, _ = cv2.connectedComponentsWithStats(fgmask, connectivity=8)
+    # seeds: the face core and the neck / upper torso under it
+    seeds = [
+        (cx - 0.3 * fw, fy0 + 0.2 * fh, cx + 0.3 * fw, fy1),
+        (cx - 0.5 * fw, fy1, cx + 0.5 * fw, fy1 + 1.2 * fh),
+    ]
+    keep: set[int] = set()
+    for s in seeds:
+        sx0, sy0, sx1, sy1 = fg.to_map(s)
+        sx0, sx1 = max(sx0 - mx0, 0), min(sx1 - mx0, labels.shape[1])
+        sy0, sy1 = max(sy0 - my0, 0), min(sy1 - my0, labels.shape[0])
+        if sx1 > sx0 and sy1 > sy0:
+            keep.update(int(v) for v in np.unique(labels[sy0:sy1, sx0:sx1]) if v)
+    if not keep:
+        return None
+    comp = np.isin(labels, list(keep))
+    ext = _trimmed_extent(comp, float(cfg.get("trim_share", 0.04)))
+    if ext is None:
+        return None
+    ex0, ey0, ex1, ey1 = ext
+    box = fg.to_image((ex0 + mx0, ey0 + my0, ex1 + mx0, ey1 + my0))
+    width_faces = (box[2] - box[0]) / max(fw, 1e-6)
+    if width_faces < float(cfg.get("min_evidence_width_faces", 1.0)):
+        return None
+    return box
+
+
+def _snap_bottom(box: BoxXYXY, image_hw: tuple[int, int], cfg: dict) -> BoxXYXY:
+    h = image_hw[0]
+    if h - box[3] <= float(cfg.get("bottom_snap", 0.04)) * h:
+        return (box[0], box[1], box[2], float(h))
+    return box
+
+
+def face_character(
+    face: Fused, others: list[BoxXYXY], image_hw: tuple[int, int], fg: Foreground | None, cfg: dict
+) -> Character:
+    """The character grown from one fused face (see the module docstring)."""
+    fb = face.detection.box
+    fw, fh = fb[2] - fb[0], fb[3] - fb[1]
+    prior = prior_box(fb, image_hw, cfg)
+    box = prior
+    ev = evidence_box(fb, others, fg, prior, cfg) if fg is not None else None
+    if ev is not None:
+        # the face (with some hair above it) always belongs to the character; a character is
+        # at most ``max_side_faces`` face widths either side of its face centre, and its body
+        # runs at least ``min_body_faces`` face heights below the face (the foreground map often
+        # fades on skirts and legs)
+        cx = (fb[0] + fb[2]) / 2
+        side = float(cfg.get("max_side_faces", 2.5)) * fw
+        hair = float(cfg.get("hair_top", 0.45)) * fh
+        box = (
+            max(cx - side, min(ev[0], fb[0] - 0.15 * fw)),
+            min(ev[1], fb[1] - hair),
+            min(cx + side, max(ev[2], fb[2] + 0.15 * fw)),
+            max(ev[3], fb[3] + float(cfg.get("min_body_faces", 4.0)) * fh),
+        )
+    box = _snap_bottom(_clip(box, image_hw), image_hw, cfg)
+    return Character(
+        box=tuple(round(v, 2) for v in box),
+        score=round(float(face.detection.score), 4),
+        face_box=tuple(round(v, 2) for v in fb),
+        detectors=face.detectors,
+        scales=face.scales,
+        keypoints=dict(face.detection.keypoints),
+    )
+
+
+def foreground_proposals(fg: Foreground, cfg: dict) -> list[tuple[BoxXYXY, float]]:
+    """(box XYXY image px, score) of large, confident, upright foreground components."""
+    thr = float(cfg.get("fg_threshold", 0.5))
+    mask = (fg.prob >= thr).astype(np.uint8)
+    k = max(1, int(round(float(cfg.get("fg_open_fraction", 0.01)) * max(mask.shape))))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((k, k), np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    out = []
+    min_area = float(cfg.get("fg_min_area", 0.03)) * mask.size
+    min_h = float(cfg.get("fg_min_height", 0.3)) * mask.shape[0]
+    min_prob = float(cfg.get("fg_min_mean_prob", 0.75))
+    max_aspect = float(cfg.get("fg_max_aspect", 1.6))
+    for i in range(1, n):
+        x, y, bw, bh, area = (int(v) for v in stats[i])
+        if area < min_area or bh < min_h or bw > max_aspect * bh:
+            continue
+        # background regions spread over the frame: reject components touching three borders
+        # or the top and a side
+        mh, mw = mask.shape
+        top, left, right = y <= 1, x <= 1, x + bw >= mw - 1
+        if top + left + right + (y + bh >= mh - 1) >= 3 or (top and (left or right)):
+            continue
+        # a figure stands on / is cut by the bottom of the frame, or is tall
+        reaches_bottom = y + bh >= (1.0 - float(cfg.get("fg_bottom_margin", 0.1))) * mask.shape[0]
+        if not reaches_bottom and bh < float(cfg.get("fg_tall_height", 0.5)) * mask.shape[0]:
+            continue
+        comp = labels == i
+        mean_p = float(fg.prob[comp].mean())
+        if mean_p < min_prob:
+            continue
+        ext = _trimmed_extent(comp[y : y + bh, x : x + bw], float(cfg.get("trim_share", 0.04)))
+        if ext is None:
+            continue
+        box = fg.to_image((x + ext[0], y + ext[1], x + ext[2], y + ext[3]))
+        fill = area / float(bw * bh)
+        out.append((box, mean_p * min(1.0, fill / 0.5)))
+    return out
 
 
 def build_characters(
-    fused: list[tuple[Detection, list[Detection]]], image_hw: tuple[int, int], cfg: dict
+    fused: list[Fused], image_hw: tuple[int, int], cfg: dict, fg: Foreground | None = None
 ) -> list[Character]:
-    """Characters (left to right) from fused detections; see the module docstring."""
+    """Characters, left to right, from fused detections and an optional foreground map."""
     h, w = image_hw
-    min_face = float(cfg.get("min_face_fraction", 0.02)) * min(h, w)
+    min_face = float(cfg.get("min_face_fraction", 0.03)) * min(h, w)
+    min_score = float(cfg.get("min_face_score", 0.3))
     faces = [
-        (d, s)
-        for d, s in fused
-        if d.label == "face"
-        and d.score >= float(cfg.get("min_face_score", 0.1))
-        and min(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= min_face
+        f
+        for f in fused
+        if f.detection.label == "face"
+        and f.detection.score >= min_score
+        and min(f.detection.box[2] - f.detection.box[0], f.detection.box[3] - f.detection.box[1])
+        >= min_face
     ]
-    support = {id(d): s for d, s in faces}
-    kept = distinct_faces(
-        [d for d, _ in faces],
-        float(cfg.get("duplicate_iou", 0.3)),
-        float(cfg.get("duplicate_containment", 0.6)),
-    )
-    kept = suppress_body_faces(kept, cfg)
-    persons = [d for d, _ in fused if d.label == "person"]
-    min_detectors = int(cfg.get("min_face_detectors", 2))
-    if min_detectors > 1:  # a lone detector's face must lie on a person (foreground) region
-        kept = [
-            f
-            for f in kept
-            if len({d.detector for d in support.get(id(f), [])}) >= min_detectors
-            or any(_inside(f, p) for p in persons)
-        ]
-    used_persons: set[int] = set()
-    chars: list[Character] = []
-    for face in kept:
-        box = grow_from_face(face.box, image_hw, cfg)
-        for i, p in enumerate(persons):
-            if not _inside(face, p):
-                continue
-            used_persons.add(i)
-            if sum(_inside(other, p) for other in kept) == 1:  # one face: the person is its body
-                box = (min(box[0], p.box[0]), min(box[1], p.box[1]),
-                       max(box[2], p.box[2]), max(box[3], p.box[3]))  # fmt: skip
-        sup = support.get(id(face), [])
+    faces = [f for f in faces if plausible_face(f, fg, cfg)]
+    kept = distinct_faces(faces, cfg)
+    boxes = [f.detection.box for f in kept]
+    chars = [
+        face_character(f, [b for b in boxes if b is not f.detection.box], image_hw, fg, cfg)
+        for f in kept
+    ]
+    # person boxes (e.g. YOLO) and foreground components that no face character covers
+    cover = float(cfg.get("proposal_max_covered", 0.5))
+    proposals: list[tuple[BoxXYXY, float, list[str]]] = []
+    for f in fused:
+        if f.detection.label == "person" and f.detection.score >= float(
+            cfg.get("min_person_score", 0.3)
+        ):
+            proposals.append((f.detection.box, f.detection.score, f.detectors))
+    if fg is not None and cfg.get("foreground_proposals", True):
+        any_map = fg.prob_any if fg.prob_any is not None else fg.prob
+        free = Foreground(any_map.copy(), fg.image_hw)
+        for c in chars:  # foreground already explained by a face character
+            x0, y0, x1, y1 = free.to_map(c.box)
+            free.prob[y0:y1, x0:x1] = 0.0
+        proposals += [(b, s, ["foreground"]) for b, s in foreground_proposals(free, cfg)]
+    factor = float(cfg.get("faceless_score_factor", 0.5))
+    for box, score, dets in sorted(proposals, key=lambda p: -p[1]):
+        if any(containment(box, c.box) >= cover or containment(c.box, box) >= cover for c in chars):
+            continue
+        box = _snap_bottom(_clip(box, image_hw), image_hw, cfg)
         chars.append(
             Character(
-                box=box,
-                score=round(face.score, 4),
-                face_box=face.box,
-                detectors=sorted({d.detector for d in sup} or {face.detector}),
-                scales=sorted({d.scale for d in sup}),
-                keypoints=dict(face.keypoints),
+                box=tuple(round(v, 2) for v in box),
+                score=round(factor * score, 4),
+                face_box=None,
+                detectors=list(dets),
+                scales=[],
             )
         )
-    for i, p in enumerate(persons):
-        if i not in used_persons and p.score >= float(cfg.get("min_person_score", 0.3)):
-            chars.append(Character(box=p.box, score=round(0.5 * p.score, 4),
-                                   detectors=p.detector.split("+")))  # fmt: skip
     return sorted(chars, key=lambda c: (c.box[0] + c.box[2]) / 2)
+
+
+def person_detections(chars: list[Character]) -> list[Detection]:
+    """Character boxes as "person" detections (for overlays and the fused-detection list)."""
+    return [
+        Detection(c.box, c.score, "person", "+".join(c.detectors) or "characters") for c in chars
+    ]

@@ -1,7 +1,13 @@
-"""nagadomi's LBP cascade for anime faces (``lbpcascade_animeface.xml``, MIT) via OpenCV."""
+"""nagadomi's LBP cascade for anime faces (``lbpcascade_animeface.xml``, MIT) via OpenCV.
+
+Confidence: ``detectMultiScale3(outputRejectLevels=True)`` gives each grouped box the summed
+weight of the cascade's last stage; a logistic ``1 / (1 + exp(-slope * (w - midpoint)))`` maps it
+to [0, 1] (true faces have weights around 2-4, chest/hand false positives around 0-1).
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import cv2
@@ -12,38 +18,52 @@ from kiridashi.types import Detection
 
 
 class LbpCascade:
-    """Anime face boxes; confidence from the cascade's last-stage level weight (logistic)."""
+    """Anime face boxes (label "face") from an OpenCV LBP cascade file in ``models_dir``."""
 
     CONTEXT = ("models_dir",)
 
     def __init__(
         self,
         name: str,
-        model_file: str,
+        model_file: str = "lbpcascade_animeface.xml",
         scale_factor: float = 1.05,
         min_neighbors: int = 3,
-        min_size_fraction: float = 0.04,
+        min_size_px: int = 24,
         weight_midpoint: float = 1.0,
-        models_dir: Path | None = None,
+        weight_slope: float = 1.0,
+        equalize: bool = True,
+        models_dir: str | Path | None = None,
     ):
-        path = Path(models_dir or ".") / model_file
+        path = Path(model_file)
+        if not path.is_absolute():
+            path = Path(models_dir or "models") / path
         if not path.is_file():
             raise MissingModel(
-                f"{path} not found (config key detect.detectors.{name}.model_file; "
-                "`kiridashi models fetch lbpcascade_animeface`)"
+                f"model file {path.name} not found in {path.parent} "
+                f"(config key detect.detectors.{name}.model_file; "
+                "fetch it with `kiridashi models fetch lbpcascade_animeface`)"
             )
         self.name = name
         self.cascade = cv2.CascadeClassifier(str(path))
         if self.cascade.empty():
-            raise MissingModel(f"{path} is not a valid cascade file")
+            raise MissingModel(f"{path} is not a valid OpenCV cascade file")
         self.scale_factor = float(scale_factor)
         self.min_neighbors = int(min_neighbors)
-        self.min_size_fraction = float(min_size_fraction)
+        self.min_size_px = int(min_size_px)
         self.weight_midpoint = float(weight_midpoint)
+        self.weight_slope = float(weight_slope)
+        self.equalize = bool(equalize)
+
+    def confidence(self, level_weight: float) -> float:
+        z = self.weight_slope * (float(level_weight) - self.weight_midpoint)
+        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
     def detect(self, image: np.ndarray) -> list[Detection]:
-        gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
-        side = max(16, int(self.min_size_fraction * min(gray.shape)))
+        """Faces in ``image`` (HxWx3 uint8 RGB); boxes XYXY in its pixels."""
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        if self.equalize:
+            gray = cv2.equalizeHist(gray)
+        side = self.min_size_px
         boxes, _levels, weights = self.cascade.detectMultiScale3(
             gray,
             scaleFactor=self.scale_factor,
@@ -52,11 +72,9 @@ class LbpCascade:
             outputRejectLevels=True,
         )
         out = []
-        for (x, y, w, h), wt in zip(boxes, np.ravel(weights), strict=False):
-            score = float(1.0 / (1.0 + np.exp(-(float(wt) - self.weight_midpoint))))
-            out.append(
-                Detection(
-                    (float(x), float(y), float(x + w), float(y + h)), score, "face", self.name
-                )
-            )
+        for (x, y, w, h), wt in zip(
+            np.asarray(boxes).reshape(-1, 4), np.ravel(weights), strict=False
+        ):
+            box = (float(x), float(y), float(x + w), float(y + h))
+            out.append(Detection(box, self.confidence(wt), "face", self.name))
         return out

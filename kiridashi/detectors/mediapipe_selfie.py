@@ -1,56 +1,39 @@
-"""MediaPipe selfie segmentation as a face-independent person proposal.
+"""Foreground evidence: MediaPipe selfie segmentation as a person-probability map.
 
-Photo-trained, but on flat-shaded anime figures its person mask is a useful hint: each large
-connected component becomes a "person" box, so a character whose face no detector finds (closed
-eyes, chibi style, back view) can still be cut out.
+Photo-trained, but on flat-shaded anime sprites over a painted background its person mask is a
+good, cheap (~5 ms at 512 px) foreground-vs-background cue. The two selfie models often\ndisagree on a drawn figure (one sees it, the other not), so their maps are combined by ``max``\n(or ``mean``). The character builder uses it to
+fit boxes to hair, hands and props, and as the face-independent proposal path (large mask
+components without a face). ``model_selection`` may be a list of models.
 """
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
-from kiridashi.types import Detection
-
-_MODELS: dict[int, object] = {}
+from kiridashi.detectors.base import scale_image
 
 
-def selfie_mask(image: np.ndarray, model_selection: int = 0) -> np.ndarray:
-    """Person probability (HxW float32 in [0, 1]) for an HxWx3 RGB image."""
-    import mediapipe as mp
+class SelfieForeground:
+    """``probability(image)`` -> k x h x w float32 person probabilities (k selfie models)."""
 
-    if model_selection not in _MODELS:
-        _MODELS[model_selection] = mp.solutions.selfie_segmentation.SelfieSegmentation(
-            model_selection=model_selection
-        )
-    result = _MODELS[model_selection].process(np.ascontiguousarray(image))
-    return np.asarray(result.segmentation_mask, np.float32)
+    def __init__(self, name: str, model_selection: int | list[int] = (0, 1), work_side: int = 512):
+        import mediapipe as mp
 
-
-class MediaPipeSelfie:
-    def __init__(
-        self,
-        name: str,
-        model_selection: int = 0,
-        threshold: float = 0.5,
-        min_area_fraction: float = 0.02,
-    ):
+        sel = [model_selection] if isinstance(model_selection, int) else list(model_selection)
         self.name = name
-        self.model_selection = int(model_selection)
-        self.threshold = float(threshold)
-        self.min_area_fraction = float(min_area_fraction)
+        self.work_side = int(work_side)
+        self._models = [
+            mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=int(m)) for m in sel
+        ]
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        prob = selfie_mask(image, self.model_selection)
-        fg = (prob >= self.threshold).astype(np.uint8)
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
-        min_area = self.min_area_fraction * fg.size
-        out = []
-        for i in range(1, n):
-            x, y, w, h, area = stats[i]
-            if area < min_area:
-                continue
-            score = float(prob[labels == i].mean())
-            out.append(Detection((float(x), float(y), float(x + w), float(y + h)), score,
-                                 "person", self.name))  # fmt: skip
-        return out
+    def probability(self, image: np.ndarray) -> np.ndarray:
+        """Person probability maps (k x h x w float32 in [0, 1], one per selfie model) of
+        ``image`` (HxWx3 uint8 RGB).
+
+        The map has the size of ``image`` downscaled so its long side is ``work_side`` (never
+        upscaled); callers map coordinates with the ratio of the two sizes.
+        """
+        factor = min(1.0, self.work_side / float(max(image.shape[:2])))
+        small = np.ascontiguousarray(scale_image(image, factor))
+        maps = [np.asarray(m.process(small).segmentation_mask, np.float32) for m in self._models]
+        return np.clip(np.stack(maps), 0.0, 1.0)

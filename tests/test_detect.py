@@ -1,0 +1,255 @@
+"""Detection stack: registry, multi-scale caching, fusion, faces, character boxes, YOLO wiring.
+
+Tests that need ../shared (models, dev images) or optional packages skip cleanly without them.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kiridashi import io as kio
+from kiridashi.detectors import DetectResult, detect_image
+from kiridashi.detectors.base import build, build_enabled
+from kiridashi.detectors.characters import Foreground, build_characters
+from kiridashi.detectors.fusion import fuse
+from kiridashi.metrics import box_iou, mask_box
+from kiridashi.types import Detection
+from tests.conftest import SHARED, shared_path
+
+MODELS = SHARED / "models"
+
+
+class FakeMemo:
+    """Dict-backed memo that counts computations per kind."""
+
+    def __init__(self):
+        self.store: dict = {}
+        self.computed: list[tuple[str, dict]] = []
+
+    def __call__(self, kind, params, compute):
+        from kiridashi.cache import params_digest
+
+        key = (kind, params_digest(params))
+        if key not in self.store:
+            self.store[key] = compute()
+            self.computed.append((kind, params))
+        return self.store[key]
+
+
+@pytest.fixture
+def dcfg(cfg) -> dict:
+    return copy.deepcopy(cfg["detect"])
+
+
+def _only(dcfg: dict, *names: str) -> dict:
+    for name, entry in dcfg["detectors"].items():
+        entry["enabled"] = name in names
+    return dcfg
+
+
+def _load(path: Path) -> np.ndarray:
+    return kio.load_image(path).rgb
+
+
+def test_registry_builds_every_enabled_detector(dcfg):
+    shared_path("models", "lbpcascade_animeface.xml")
+    built = build_enabled(dcfg["detectors"], models_dir=MODELS)
+    enabled = [n for n, d in dcfg["detectors"].items() if d.get("enabled", True)]
+    assert sorted(built) == sorted(enabled)
+    for name in enabled:
+        assert built[name].name == name
+        assert built[name] is build(name, dcfg["detectors"][name], models_dir=MODELS)  # cached
+
+
+def test_missing_model_file_is_skipped_with_one_warning(dcfg, tmp_path, caplog):
+    entry = dcfg["detectors"]["lbp_cascade"]
+    with caplog.at_level("WARNING"):
+        assert build("lbp_cascade", entry, models_dir=tmp_path) is None
+        assert build("lbp_cascade", entry, models_dir=tmp_path) is None
+    lines = [r.getMessage() for r in caplog.records if "lbpcascade_animeface.xml" in r.getMessage()]
+    assert len(lines) == 1
+    assert "detect.detectors.lbp_cascade.model_file" in lines[0]
+
+
+def test_detect_image_without_models_dir_still_works(dcfg, tmp_path):
+    image = np.full((120, 160, 3), 200, np.uint8)
+    res = detect_image(image, _only(dcfg, "lbp_cascade"), tmp_path, FakeMemo())
+    assert res.characters == []
+    assert DetectResult.from_dict(res.to_dict()) == res
+
+
+def test_adding_scales_computes_only_new_entries(dcfg):
+    shared_path("models", "lbpcascade_animeface.xml")
+    image = np.random.default_rng(0).integers(0, 255, (144, 256, 3), dtype=np.uint8)
+    dcfg = _only(dcfg, "lbp_cascade", "mediapipe_face")
+    dcfg["work_side"] = 256
+    memo = FakeMemo()
+    detect_image(image, dcfg, MODELS, memo)
+    raw = [k for k, _ in memo.computed if k.startswith("raw.")]
+    assert sorted(raw) == ["raw.lbp_cascade", "raw.mediapipe_face"]
+    memo.computed.clear()
+    dcfg["scales"] = [0.75, 1.0, 1.25]
+    detect_image(image, dcfg, MODELS, memo)
+    raw = [(k, p["scale"]) for k, p in memo.computed if k.startswith("raw.")]
+    assert sorted(raw) == [
+        ("raw.lbp_cascade", 0.75),
+        ("raw.lbp_cascade", 1.25),
+        ("raw.mediapipe_face", 0.75),
+        ("raw.mediapipe_face", 1.25),
+    ]
+    memo.computed.clear()
+    dcfg["detectors"]["lbp_cascade"]["weight"] = 0.5  # fusion weight: no detector rerun
+    detect_image(image, dcfg, MODELS, memo)
+    assert not [k for k, _ in memo.computed if k.startswith("raw.")]
+
+
+def test_fusion_merges_overlapping_boxes_and_records_supporters():
+    runs = {
+        ("lbp_cascade", 1.0): [Detection((100, 100, 200, 200), 0.9, "face", "lbp_cascade", 1.0)],
+        ("lbp_cascade", 0.75): [Detection((104, 98, 204, 196), 0.8, "face", "lbp_cascade", 0.75)],
+        ("animeface", 1.0): [
+            Detection((98, 102, 198, 204), 0.95, "face", "animeface", 1.0),
+            Detection((400, 100, 480, 180), 0.7, "face", "animeface", 1.0),
+        ],
+    }
+    fused = fuse(runs, (600, 800), {"lbp_cascade": 1.0, "animeface": 1.0}, iou_thr=0.4)
+    assert len(fused) == 2
+    top = max(fused, key=lambda f: len(f.support))
+    assert top.detectors == ["animeface", "lbp_cascade"]
+    assert top.scales == [0.75, 1.0]
+    assert box_iou(top.detection.box, (100, 100, 200, 200)) > 0.9
+    assert top.detection.score > 0.95  # agreement raises the score
+    other = min(fused, key=lambda f: len(f.support))
+    assert other.detectors == ["animeface"] and other.detection.score == pytest.approx(0.7)
+
+
+def test_side_by_side_faces_give_separate_characters():
+    faces = {
+        ("animeface", 1.0): [
+            Detection((100, 100, 160, 160), 0.99, "face", "animeface"),
+            Detection((300, 110, 360, 170), 0.98, "face", "animeface"),
+            Detection((102, 101, 161, 158), 0.6, "face", "animeface"),  # duplicate
+        ]
+    }
+    fused = fuse(faces, (600, 500), {"animeface": 1.0})
+    prob = np.zeros((600, 500), np.float32)
+    prob[80:, 60:200] = 1.0
+    prob[90:, 260:400] = 1.0
+    chars = build_characters(fused, (600, 500), {}, Foreground(prob, (600, 500)))
+    assert len(chars) == 2
+    assert chars[0].box[0] < chars[1].box[0]
+    for ch in chars:
+        assert ch.box[3] == 600 and ch.face_box is not None
+        fb = ch.face_box
+        assert ch.box[0] <= fb[0] and ch.box[2] >= fb[2] and ch.box[1] <= fb[1]
+
+
+def test_faceless_foreground_becomes_a_low_score_character():
+    prob = np.zeros((300, 400), np.float32)
+    prob[100:, 150:250] = 1.0
+    chars = build_characters([], (300, 400), {}, Foreground(prob, (300, 400)))
+    assert len(chars) == 1 and chars[0].face_box is None and chars[0].score < 0.6
+    assert box_iou(chars[0].box, (150, 100, 250, 300)) > 0.8
+
+
+def test_lbp_finds_most_faces_on_the_grid(dcfg):
+    path = shared_path("datasets", "faces", "anime_faces_grid.jpg")
+    shared_path("models", "lbpcascade_animeface.xml")
+    det = build("lbp_cascade", dcfg["detectors"]["lbp_cascade"], models_dir=MODELS)
+    faces = det.detect(_load(path))
+    assert 28 <= len(faces) <= 40
+    assert all(0.0 <= f.score <= 1.0 and f.label == "face" for f in faces)
+
+
+def test_animeface_keypoints_on_the_grid(dcfg):
+    pytest.importorskip("animeface")
+    path = shared_path("datasets", "faces", "anime_faces_grid.jpg")
+    det = build("animeface", dcfg["detectors"]["animeface"])
+    faces = det.detect(_load(path))
+    assert len(faces) >= 15
+    f = faces[0]
+    assert {"face.left_eye", "face.right_eye", "face.nose", "face.mouth", "face.chin"} <= set(
+        f.keypoints
+    )
+    x0, y0, x1, y1 = f.box
+    ex, ey, _ = f.keypoints["face.left_eye"]
+    assert x0 - 5 <= ex <= x1 + 5 and y0 - 5 <= ey <= y1 + 5
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "renpy_sylvie_blue_normal__bg_c1",
+        "multi03__godotvn_tachie_wonderful2-renpy_eileen_concerned-renpy_sylvie_blue_surprised__bg_cave",
+        "empty__bg_park",
+    ],
+)
+def test_character_boxes_on_dev_images(cfg, dcfg, name):
+    shared_path("models", "lbpcascade_animeface.xml")
+    dev = shared_path("datasets", "dev")
+    from kiridashi.preprocess import preprocess_image
+
+    rgb = _load(dev / "images" / f"{name}.jpg")
+    image = preprocess_image(rgb, cfg["preprocess"])
+    res = detect_image(image, dcfg, MODELS, FakeMemo())
+    parts = sorted((dev / "alpha").glob(f"{name}_gt_[0-9]*.png"))
+    masks = [kio.load_mask(p)[0] for p in parts] or [
+        kio.load_mask(dev / "images" / f"{name}_gt.png")[0]
+    ]
+    s = rgb.shape[1] / image.shape[1]
+    gts = [b for m in masks if (b := mask_box(m)) is not None]
+    assert len(res.characters) == len(gts)
+    for gt in gts:
+        best = max(box_iou(tuple(v * s for v in c.box), gt) for c in res.characters)
+        assert best >= 0.5
+    assert all(c.face_box is not None for c in res.characters[:1])
+    assert DetectResult.from_dict(res.to_dict()).to_dict() == res.to_dict()
+
+
+def test_pose_keypoints_are_in_image_pixels(dcfg):
+    det = build("mediapipe_pose", dcfg["detectors"]["mediapipe_pose"])
+    image = np.full((400, 300, 3), 127, np.uint8)
+    out = det.detect_in_box(image, (50, 50, 250, 390))
+    for d in out:  # a flat image usually has no pose; when one is found it lies in the crop
+        for x, y, v in d.keypoints.values():
+            assert 0 <= x <= 300 and 0 <= y <= 400 and 0 <= v <= 1
+
+
+def test_pose_rejects_other_model_complexities(dcfg):
+    entry = dict(dcfg["detectors"]["mediapipe_pose"], model_complexity=2)
+    with pytest.raises(ValueError, match="model_complexity"):
+        build("mediapipe_pose", entry)
+
+
+def test_yolo_missing_weights_names_config_key(dcfg, tmp_path):
+    entry = dict(dcfg["detectors"]["yolo"], enabled=True, weights="nope.pt")
+    with pytest.raises(FileNotFoundError, match=r"detect\.detectors\.yolo\.weights"):
+        build("yolo", entry, models_dir=tmp_path)
+    dcfg["detectors"]["yolo"] = entry
+    with pytest.raises(FileNotFoundError, match=r"detect\.detectors\.yolo\.weights"):
+        detect_image(np.zeros((64, 64, 3), np.uint8), dcfg, tmp_path, FakeMemo())
+
+
+def test_yolo_enabled_without_ultralytics_is_a_clear_error(dcfg, tmp_path):
+    if importlib.util.find_spec("ultralytics") is not None:
+        pytest.skip("ultralytics is installed")
+    (tmp_path / "w.pt").write_bytes(b"x")
+    entry = dict(dcfg["detectors"]["yolo"], enabled=True, weights="w.pt")
+    with pytest.raises(RuntimeError, match=r"detect\.detectors\.yolo.*ultralytics"):
+        build("yolo", entry, models_dir=tmp_path)
+
+
+def test_yolo_random_init_runs_through_the_interface(dcfg, tmp_path):
+    pytest.importorskip("ultralytics")
+    entry = dict(dcfg["detectors"]["yolo"], enabled=True, weights="yolov8n.yaml", confidence=0.0)
+    det = build("yolo", entry, models_dir=tmp_path)
+    image = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    out = det.detect(image)
+    assert isinstance(out, list)
+    for d in out:
+        assert d.label == "person" and 0 <= d.box[0] <= d.box[2] <= 320
