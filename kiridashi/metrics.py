@@ -2,8 +2,9 @@
 
 All functions take HxW masks (bool, or uint8 where >= 128 counts as foreground) of the SAME shape;
 different shapes raise ValueError. Conventions for empty masks: when both prediction and GT are
-empty every score is 1.0 (a perfect "nothing here"); when exactly one is empty the overlap scores
-are 0.0.
+empty every score is 1.0 (a perfect "nothing here"); when exactly one is empty IoU, Dice and the
+boundary scores are 0.0, precision of an empty prediction is 0.0 and recall against an empty GT
+is 1.0 (nothing was missed).
 """
 
 from __future__ import annotations
@@ -80,9 +81,9 @@ def boundary_scores(pred: np.ndarray, gt: np.ndarray, tol: float | None = None) 
         return 1.0, 1.0, 1.0
     if n_p == 0 or n_g == 0:
         return 0.0, 0.0, 0.0
-    # distance from every pixel to the nearest boundary pixel of the other mask
-    dist_to_g = cv2.distanceTransform((~bg).astype(np.uint8), cv2.DIST_L2, 5)
-    dist_to_p = cv2.distanceTransform((~bp).astype(np.uint8), cv2.DIST_L2, 5)
+    # exact Euclidean distance from every pixel to the nearest boundary pixel of the other mask
+    dist_to_g = cv2.distanceTransform((~bg).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    dist_to_p = cv2.distanceTransform((~bp).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     precision = float((dist_to_g[bp] <= tol).mean())
     recall = float((dist_to_p[bg] <= tol).mean())
     f = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
