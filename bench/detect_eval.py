@@ -8,15 +8,24 @@ every dev image after the configured preprocessing and reports, per subset (sing
 empty):
 
 - character recall: GT characters matched one-to-one by a predicted character box with
-  IoU >= 0.5 (GT boxes = bounding boxes of ``alpha/NAME_gt_<i>.png`` per-character masks, else
-  of ``NAME_gt.png``),
+  IoU >= 0.5 (GT characters as in :func:`kiridashi.evaluate.gt_character_boxes`: the
+  ``alpha/NAME_gt_<i>.png`` per-character masks, else the large connected components of
+  ``NAME_gt.png``),
 - precision: matched / predicted characters (every character predicted on an empty scene is a
   false one),
 - face rate: share of images with a character where a face was found (any character with a
-  face box; ``face_rate_on_gt`` also requires that character to match a GT character),
+  face box - the evaluate stage's ``face_detection_rate``; ``face_rate_on_gt`` also requires
+  that character to match a GT character),
+- box coverage: share of a GT character's mask pixels inside its matched predicted box
+  (``box_coverage`` mean, ``box_coverage_min``; segmentation cannot recover what lies outside
+  the box) and ``union_coverage``: share of all GT pixels inside the union of predicted boxes,
 - seconds per image (cold memo; ``seconds_per_image_1280x720`` on 1280x720 images only),
-- ablation: the same metrics with each detector (and the foreground map) disabled, reusing the
-  cached raw detections.
+- ablation: the same metrics with each detector, the foreground map and the face re-check
+  disabled, and with a single face detector enabled (``only_<name>``), reusing the cached raw
+  detections,
+- raw_faces: per face detector on its own (all scales): the share of GT characters with a raw
+  face box centred in the top half of their box, and the raw face boxes centred outside every
+  GT character box (false hits).
 
 Writes bench/results/detect_eval.json. ``--memo FILE`` keeps raw results between runs (pickle)
 so that tuning the character step does not rerun the detectors; timings are then not cold.
@@ -30,6 +39,7 @@ import json
 import logging
 import pickle
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,14 +47,17 @@ import numpy as np
 from kiridashi import io as kio
 from kiridashi.cache import params_digest
 from kiridashi.config import compose
-from kiridashi.detectors import DetectResult, detect_image
-from kiridashi.metrics import mask_box, match_boxes
+from kiridashi.detectors import DetectResult, detect_image, raw_detections
+from kiridashi.detectors.base import build
+from kiridashi.evaluate import gt_character_boxes
+from kiridashi.metrics import match_boxes
 from kiridashi.preprocess import preprocess_image
 
 REPO = Path(__file__).resolve().parents[1]
 DEV = REPO.parent / "shared" / "datasets" / "dev" / "images"
 MODELS = REPO.parent / "shared" / "models"
 MATCH_IOU = 0.5
+ABLATION_METRICS = ("recall", "precision", "face_rate", "box_coverage")
 
 
 class DictMemo:
@@ -69,21 +82,50 @@ def kind_of(name: str) -> str:
     return "multi" if name.startswith("multi") else "single"
 
 
-def gt_boxes(img_path: Path) -> list[tuple[int, int, int, int]]:
-    """XYXY GT character boxes (original image pixels)."""
-    alpha = img_path.parent.parent / "alpha"
-    parts = sorted(alpha.glob(f"{img_path.stem}_gt_[0-9]*.png"))
-    masks = [kio.load_mask(p)[0] for p in parts]
-    if not masks:
-        masks = [kio.load_mask(img_path.with_name(f"{img_path.stem}_gt.png"))[0]]
-    return [b for m in masks if (b := mask_box(m)) is not None]
+@dataclass
+class GtCharacter:
+    """One ground-truth character: XYXY box (original image px) and its mask cropped to it
+    (box height x box width, bool)."""
+
+    box: tuple[int, int, int, int]
+    mask: np.ndarray
+
+    def coverage(self, boxes: list[tuple[float, ...]]) -> float:
+        """Share of this character's mask pixels inside the union of ``boxes`` (XYXY px)."""
+        x0, y0 = self.box[:2]
+        inside = np.zeros_like(self.mask)
+        for b in boxes:
+            bx0, by0 = max(0, int(np.floor(b[0])) - x0), max(0, int(np.floor(b[1])) - y0)
+            bx1, by1 = max(0, int(np.ceil(b[2])) - x0), max(0, int(np.ceil(b[3])) - y0)
+            inside[by0:by1, bx0:bx1] = True
+        return float((self.mask & inside).sum()) / max(1, int(self.mask.sum()))
 
 
-def score_image(res: DetectResult, gts: list, factor: float) -> dict:
+def gt_characters(img_path: Path) -> list[GtCharacter]:
+    """GT characters as the evaluate stage defines them (per-character masks
+    ``alpha/NAME_gt_<k>.png``, else the large components of ``NAME_gt.png``)."""
+    gt_path = img_path.with_name(f"{img_path.stem}_gt.png")
+    union = kio.load_mask(gt_path)[0] > 0
+    boxes = gt_character_boxes(gt_path, union)
+    parts = sorted((img_path.parent.parent / "alpha").glob(f"{img_path.stem}_gt_[0-9]*.png"))
+    masks = [kio.load_mask(p)[0] > 0 for p in parts]
+    if len(masks) != len(boxes):
+        masks = [union] * len(boxes)
+    return [
+        GtCharacter(b, m[b[1] : b[3], b[0] : b[2]].copy())
+        for b, m in zip(boxes, masks, strict=True)
+    ]
+
+
+def score_image(res: DetectResult, gts: list[GtCharacter], factor: float) -> dict:
     """factor: original px per detection px."""
     pred = [tuple(v * factor for v in c.box) for c in res.characters]
-    matches = match_boxes(pred, gts, MATCH_IOU)
+    matches = match_boxes(pred, [g.box for g in gts], MATCH_IOU)
     matched_pred = {i for i, _, _ in matches}
+    coverage = [gts[j].coverage([pred[i]]) for i, j, _ in matches]
+    union = sum(g.coverage(pred) * g.mask.sum() for g in gts) / max(
+        1, sum(g.mask.sum() for g in gts)
+    )
     return {
         "gt": len(gts),
         "pred": len(pred),
@@ -92,6 +134,8 @@ def score_image(res: DetectResult, gts: list, factor: float) -> dict:
         "face_on_gt": any(res.characters[i].face_box is not None for i in matched_pred),
         "faceless": sum(c.face_box is None for c in res.characters),
         "ious": [round(v, 3) for _, _, v in matches],
+        "coverage": [round(v, 4) for v in coverage],
+        "union_coverage": round(float(union), 4) if gts else None,
     }
 
 
@@ -118,6 +162,13 @@ def summarise(rows: list[dict]) -> dict:
                 round(np.mean([r["face_on_gt"] for r in with_chars]), 4) if with_chars else None
             ),
         }
+        coverage = [v for r in sub for v in r["coverage"]]
+        if coverage:
+            out[kind]["box_coverage"] = round(float(np.mean(coverage)), 4)
+            out[kind]["box_coverage_min"] = round(float(np.min(coverage)), 4)
+            out[kind]["union_coverage"] = round(
+                float(np.mean([r["union_coverage"] for r in with_chars])), 4
+            )
     return out
 
 
@@ -150,6 +201,85 @@ def run(data, dcfg: dict, models: Path, memo: DictMemo, gts: dict) -> list[dict]
     return rows
 
 
+def raw_face_stats(data, dcfg: dict, models: Path, memo: DictMemo, gts: dict) -> dict:
+    """Per face detector on its own (raw boxes, all scales): share of GT characters with a raw
+    face centred in the top half of their box (``hit_rate``) and raw faces centred outside
+    every GT character box (``false_faces``, of ``faces``)."""
+    stats: dict[str, dict] = {}
+    for path, image, factor in data:
+        memo.image = path.name
+        boxes = [g.box for g in gts[path.name]]
+        for (name, _), dets in raw_detections(image, dcfg, models, memo).items():
+            st = stats.setdefault(name, {"faces": 0, "false_faces": 0, "hits": 0, "gt": 0})
+            centres = [
+                ((d.box[0] + d.box[2]) / 2 * factor, (d.box[1] + d.box[3]) / 2 * factor)
+                for d in dets
+                if d.label == "face"
+            ]
+            st["faces"] += len(centres)
+            st["false_faces"] += sum(
+                not any(b[0] <= x <= b[2] and b[1] <= y <= b[3] for b in boxes) for x, y in centres
+            )
+            st["gt"] += len(boxes)
+            st["hits"] += sum(
+                any(b[0] <= x <= b[2] and b[1] <= y <= (b[1] + b[3]) / 2 for x, y in centres)
+                for b in boxes
+            )
+    return {
+        name: {
+            "hit_rate": round(st["hits"] / max(1, st["gt"]), 4),
+            "faces": st["faces"],
+            "false_faces": st["false_faces"],
+        }
+        for name, st in stats.items()
+    }
+
+
+def ablation_configs(dcfg: dict, models: Path) -> dict[str, dict]:
+    """name -> detect config: each detector / the foreground map / the face re-check off, and
+    each face detector alone (``only_<name>``; the foreground map and re-check stay on)."""
+    names = [n for n, d in dcfg["detectors"].items() if d.get("enabled", True)]
+    out = {}
+    for name in [*names, "foreground", "face_recheck"]:
+        acfg = copy.deepcopy(dcfg)
+        (acfg["detectors"][name] if name in names else acfg[name])["enabled"] = False
+        out[f"without_{name}"] = acfg
+    for name in names:
+        if getattr(build(name, dcfg["detectors"][name], models_dir=models), "per_character", False):
+            continue
+        acfg = copy.deepcopy(dcfg)
+        for other in names:
+            if other != name and other != "mediapipe_pose":
+                acfg["detectors"][other]["enabled"] = False
+        acfg["face_recheck"]["detectors"] = [name]
+        out[f"only_{name}"] = acfg
+    return out
+
+
+def ablation_table(summary: dict, ablation: dict) -> str:
+    """Markdown table: recall / precision / face rate / box coverage per ablation."""
+    head = "| config | single R | multi R | P (all) | face rate | coverage | empty FP |"
+    lines = [head, "|" + "---|" * 7]
+    rows = {
+        "default": {
+            **summary,
+            "empty_false_characters": summary.get("empty", {}).get("false_characters"),
+        },
+        **ablation,
+    }
+    for label, s in rows.items():
+        cells = [
+            s.get("single", {}).get("recall"),
+            s.get("multi", {}).get("recall"),
+            s["all"]["precision"],
+            s["all"]["face_rate"],
+            s["all"].get("box_coverage"),
+            s.get("empty_false_characters"),
+        ]
+        lines.append(f"| {label} | " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -170,7 +300,7 @@ def main() -> None:
     cfg = compose(args.set)
     dcfg = cfg["detect"]
     data = load_dev(args.images, cfg, args.limit)
-    gts = {p.name: gt_boxes(p) for p, _, _ in data}
+    gts = {p.name: gt_characters(p) for p, _, _ in data}
     store = pickle.loads(args.memo.read_bytes()) if args.memo and args.memo.is_file() else {}
     memo = DictMemo(store)
     rows = run(data, dcfg, args.models, memo, gts)
@@ -189,22 +319,34 @@ def main() -> None:
 
     ablation = {}
     if not args.no_ablation:
-        names = [n for n, d in dcfg["detectors"].items() if d.get("enabled", True)]
-        for name in [*names, "foreground"]:
-            acfg = copy.deepcopy(dcfg)
-            (acfg["detectors"][name] if name != "foreground" else acfg["foreground"])["enabled"] = (
-                False
-            )
+        for label, acfg in ablation_configs(dcfg, args.models).items():
             s = summarise(run(data, acfg, args.models, memo, gts))
-            ablation[f"without_{name}"] = {
-                k: {m: s[k][m] for m in ("recall", "precision", "face_rate")} for k in s
+            ablation[label] = {
+                k: {m: s[k][m] for m in ABLATION_METRICS if m in s[k]} for k in s if k != "empty"
             }
+            if "empty" in s:
+                ablation[label]["empty_false_characters"] = s["empty"]["false_characters"]
+    raw_faces = raw_face_stats(data, dcfg, args.models, memo, gts)
     if args.memo:
         args.memo.write_bytes(pickle.dumps(memo.store))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"summary": summary, "ablation": ablation, "images": rows}
+    result = {
+        "summary": summary,
+        "ablation": ablation,
+        "ablation_table": ablation_table(summary, ablation).splitlines() if ablation else [],
+        "raw_faces": raw_faces,
+        "images": rows,
+    }
     args.out.write_text(json.dumps(result, indent=1, default=float) + "\n")
-    print(json.dumps({"summary": summary, "ablation": ablation}, indent=1, default=float))
+    print(
+        json.dumps(
+            {"summary": summary, "ablation": ablation, "raw_faces": raw_faces},
+            indent=1,
+            default=float,
+        )
+    )
+    if ablation:
+        print(ablation_table(summary, ablation))
     if args.verbose:
         for r in rows:
             if r["matched"] < r["gt"] or r["pred"] > r["matched"]:
