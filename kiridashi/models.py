@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import logging
 import os
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,10 +92,38 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def fetch(name: str, models_dir: Path, timeout: float = 60.0) -> Path:
-    """Download a registered model into ``models_dir`` (temp file, sha256 check, rename).
+def _download(url: str, out, timeout: float, label: str) -> str:
+    """Stream ``url`` into the open binary file ``out``; returns the sha256 of what was written.
 
-    An existing file with the right digest is kept. Raises ModelError with the reason.
+    Progress goes to stderr when it is a terminal (SAM checkpoints are 0.4-2.6 GB).
+    """
+    digest = hashlib.sha256()
+    show = sys.stderr.isatty()
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        total = int(response.headers.get("Content-Length") or 0)
+        done, shown = 0, -1
+        while block := response.read(1 << 20):
+            out.write(block)
+            digest.update(block)
+            done += len(block)
+            if show and total and (percent := 100 * done // total) != shown:
+                shown = percent
+                print(
+                    f"\r{label}: {percent:3d}% of {total / 2**20:.0f} MiB", end="", file=sys.stderr
+                )
+        if show and total:
+            print(file=sys.stderr)
+        if total and done != total:
+            raise ModelError(f"{label}: download truncated ({done} of {total} bytes)")
+    return digest.hexdigest()
+
+
+def fetch(name: str, models_dir: Path, timeout: float = 60.0) -> Path:
+    """Download a registered model into ``models_dir`` (temp file, sha256 check, atomic rename).
+
+    An existing file with the right digest is kept. Raises ModelError with a one-line reason
+    (unknown name, unreachable URL, HTTP error, digest mismatch, unwritable folder); no partial
+    file is left behind.
     """
     if name not in REGISTRY:
         raise ModelError(f"unknown model {name!r}; known: {', '.join(sorted(REGISTRY))}")
@@ -103,27 +133,58 @@ def fetch(name: str, models_dir: Path, timeout: float = 60.0) -> Path:
     if target.exists() and (model.sha256 is None or sha256_of(target) == model.sha256):
         log.info("%s already present: %s", name, target)
         return target
-    models_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{model.filename}.", suffix=".part", dir=models_dir)
-    digest = hashlib.sha256()
+    tmp: str | None = None
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(model.url, timeout=timeout) as r:
-            while block := r.read(1 << 20):
-                out.write(block)
-                digest.update(block)
-        got = digest.hexdigest()
+        models_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{model.filename}.", suffix=".part", dir=models_dir)
+        with os.fdopen(fd, "wb") as out:
+            got = _download(model.url, out, timeout, name)
         if model.sha256 is not None and got != model.sha256:
             raise ModelError(f"{name}: sha256 mismatch (got {got}, expected {model.sha256})")
         if model.sha256 is None:
             log.warning("%s has no published sha256; downloaded file's sha256: %s", name, got)
         os.replace(tmp, target)
-    except ModelError:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise ModelError(f"cannot download {name} from {model.url}: {exc}") from None
+        tmp = None
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        reason = exc.reason if type(exc) is urllib.error.URLError else exc  # no "<urlopen error"
+        raise ModelError(f"cannot download {name} from {model.url}: {reason}") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
     return target
+
+
+def resolve_model_path(value: str | os.PathLike, models_dir: Path) -> Path:
+    """A config model value as a path: absolute (or ``~``) as given, else inside ``models_dir``."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else Path(models_dir) / path
+
+
+def fetch_name_for(filename: str) -> str | None:
+    """The registry name whose file is ``filename`` (for "run kiridashi models fetch NAME")."""
+    return next((m.name for m in REGISTRY.values() if m.filename == Path(filename).name), None)
+
+
+_FINGERPRINTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_fingerprint(path: Path, edge: int = 1 << 20) -> str:
+    """A cheap, stable identity of a (large) model file: size + sha256 of its first/last MiB.
+
+    Content-derived (a copy on another machine has the same fingerprint); computed once per
+    process per (path, size, mtime), so a replaced file is noticed.
+    """
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _FINGERPRINTS:
+        h = hashlib.sha256(str(stat.st_size).encode())
+        with open(path, "rb") as fh:
+            h.update(fh.read(edge))
+            if stat.st_size > edge:
+                fh.seek(max(edge, stat.st_size - edge))
+                h.update(fh.read(edge))
+        _FINGERPRINTS[key] = h.hexdigest()[:24]
+    return _FINGERPRINTS[key]
 
 
 def require(path: Path, config_key: str, name: str | None = None) -> Path:
