@@ -61,8 +61,12 @@ SAMPLE_DEV = (
 )
 
 
-def _sample_images(dst: Path, names=SAMPLE_DEV) -> Path:
-    """A few labelled images in ``dst``: dev images when ../shared exists, else the demo set."""
+def _sample_images(dst: Path, names=SAMPLE_DEV, seed: int = 0, prefix: str = "") -> Path:
+    """A few labelled images in ``dst``: dev images when ../shared exists, else the demo set.
+
+    Without ../shared the images are procedural demo images of ``seed``, renamed with ``prefix``
+    so that folders built with different seeds hold different files and different content.
+    """
     import shutil
 
     dst.mkdir(parents=True, exist_ok=True)
@@ -75,7 +79,10 @@ def _sample_images(dst: Path, names=SAMPLE_DEV) -> Path:
         return dst
     from kiridashi.demo import build_demo
 
-    build_demo(dst, n_images=len(names), seed=0, source="procedural")
+    build_demo(dst, n_images=len(names), seed=seed, source="procedural")
+    if prefix:
+        for f in sorted(dst.glob("demo*.*")):
+            f.rename(f.with_name(prefix + f.name))
     return dst
 
 
@@ -88,4 +95,4 @@ def sample_images(tmp_path) -> Path:
 @pytest.fixture
 def extra_image(tmp_path) -> Path:
     """One more labelled image, in its own folder."""
-    return _sample_images(tmp_path / "extra", ("renpy_lucy_happy__bg_meadow",))
+    return _sample_images(tmp_path / "extra", ("renpy_lucy_happy__bg_meadow",), 1, "extra_")
