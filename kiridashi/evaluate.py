@@ -1,7 +1,9 @@
 """The unified quality report of an output folder: GT metrics where ground truth exists.
 
 Input is an ``extraction_results.json``; the report (``unified_quality_report.json``) holds one
-entry per image and a summary. ``metrics.json`` (DVC metrics) and ``per_image.csv`` (DVC plots)
+entry per image and a summary. Every processed image also gets the no-reference checks of
+:mod:`kiridashi.checks` (``flags``: suspicious cut-outs, with or without ground truth), the
+keypoints that fall outside their character's mask and pose statistics. ``metrics.json`` (DVC metrics) and ``per_image.csv`` (DVC plots)
 are flat views of it.
 
 Ground-truth characters for detection metrics come from per-character masks
@@ -21,6 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from kiridashi import checks as kchecks
 from kiridashi import io as kio
 from kiridashi import metrics as km
 
@@ -29,6 +32,7 @@ log = logging.getLogger(__name__)
 REPORT = "unified_quality_report.json"
 SCORE_KEYS = ("iou", "dice", "precision", "recall", "boundary_f")
 CHARACTER_MIN_COMPONENT = 0.15  # GT components >= this share of the largest count as characters
+POSE_DEFAULTS = {"confidence": 0.5, "min_points": 8}
 
 
 def gt_character_boxes(gt_path: Path, gt: np.ndarray) -> list[tuple[int, int, int, int]]:
@@ -63,10 +67,79 @@ def gt_character_boxes(gt_path: Path, gt: np.ndarray) -> list[tuple[int, int, in
     ]
 
 
-def evaluate_image(
-    record: dict, out_dir: Path, input_dir: Path, match_iou: float = 0.5
+def character_masks(record: dict, out_dir: Path, union: np.ndarray) -> list[np.ndarray]:
+    """Per-character HxW bool masks in the image frame, from the crops' alpha at their XYXY box.
+
+    A character whose crop cannot be read falls back to the union mask inside its box.
+    """
+    h, w = union.shape
+    masks = []
+    for ch in record.get("characters", []):
+        x0, y0, x1, y1 = (int(v) for v in ch["box"])
+        mask = np.zeros((h, w), bool)
+        try:
+            alpha = kio.load_image(out_dir / ch["crop"]).alpha
+            part = np.ones((y1 - y0, x1 - x0), bool) if alpha is None else alpha >= 128
+            if part.shape != (y1 - y0, x1 - x0):
+                raise kio.BadInput(f"crop {part.shape[::-1]} does not fit its box")
+            mask[y0:y1, x0:x1] = part
+        except (kio.BadInput, FileNotFoundError, KeyError):
+            mask[y0:y1, x0:x1] = union[y0:y1, x0:x1]
+        masks.append(mask)
+    return masks
+
+
+def pose_points(character: dict, min_conf: float) -> dict[str, list[float]]:
+    """The character's ``pose.*`` keypoints with confidence >= ``min_conf``."""
+    return {
+        name: p
+        for name, p in (character.get("keypoints") or {}).items()
+        if name.startswith("pose.") and (len(p) < 3 or p[2] >= min_conf)
+    }
+
+
+def inspect_characters(
+    rgb: np.ndarray, union: np.ndarray, record: dict, out_dir: Path, cfg: dict
 ) -> dict[str, Any]:
-    """One report entry: GT metrics (or why there are none) and detection facts."""
+    """No-reference flags, keypoints outside the masks and pose facts of one processed image.
+
+    rgb: HxWx3 uint8; union: HxW bool (the written mask). Returns ``flags`` (list of
+    {check, character, score, reason}), ``keypoints_outside`` ({character index: [names]}),
+    ``pose`` ({characters, with_pose, points, points_inside}).
+    """
+    check_cfg = cfg.get("checks") or {}
+    pose_cfg = {**POSE_DEFAULTS, **(cfg.get("pose") or {})}
+    min_kp = float(check_cfg.get("keypoint_confidence", kchecks.DEFAULTS["keypoint_confidence"]))
+    tolerance = round(km.boundary_tolerance(union.shape))
+    flags: list[dict] = []
+    outside: dict[str, list[str]] = {}
+    pose = {"characters": 0, "with_pose": 0, "points": 0, "points_inside": 0}
+    chars = record.get("characters", [])
+    for ch, mask in zip(chars, character_masks(record, out_dir, union), strict=True):
+        k = int(ch.get("index", len(outside)))
+        flags += kchecks.check_character(rgb, mask, ch, k, check_cfg)
+        names, _ = kchecks.keypoint_names_outside(ch, mask, min_kp, tolerance)
+        outside[str(k)] = names
+        points = pose_points(ch, float(pose_cfg["confidence"]))
+        pose["characters"] += 1
+        pose["with_pose"] += len(points) >= int(pose_cfg["min_points"])
+        pose["points"] += len(points)
+        out_names, _ = kchecks.keypoint_names_outside({"keypoints": points}, mask, 0.0, tolerance)
+        pose["points_inside"] += len(points) - len(out_names)
+    return {"flags": flags, "keypoints_outside": outside, "pose": pose}
+
+
+def evaluate_image(
+    record: dict,
+    out_dir: Path,
+    input_dir: Path,
+    match_iou: float = 0.5,
+    cfg: dict | None = None,
+) -> dict[str, Any]:
+    """One report entry: no-reference checks, GT metrics (or why there are none), detection facts.
+
+    cfg: the ``evaluate`` config section (``checks`` thresholds, ``pose`` settings).
+    """
     entry: dict[str, Any] = {
         "source": record["source"],
         "status": record.get("status"),
@@ -78,10 +151,25 @@ def evaluate_image(
         "face_found": any(c.get("face_box") for c in record.get("characters", [])),
         "metrics": None,
         "scored": False,
+        "flags": [],
     }
     if record.get("status") != "ok":
         entry["gt_note"] = "not processed"
         return entry
+    try:
+        pred, _ = kio.load_mask(out_dir / record["mask"])
+    except (kio.BadInput, FileNotFoundError, KeyError) as exc:
+        entry["gt_note"] = f"unreadable mask: {exc}"
+        return entry
+    try:
+        rgb = kio.load_image(input_dir / record["source"]).rgb
+    except (kio.BadInput, FileNotFoundError) as exc:
+        entry["notes"].append(f"no-reference checks skipped: image unreadable ({exc})")
+    else:
+        if rgb.shape[:2] == pred.shape:
+            entry.update(inspect_characters(rgb, pred, record, out_dir, cfg or {}))
+        else:
+            entry["notes"].append("no-reference checks skipped: mask and image differ in size")
     if not record.get("gt"):
         entry["gt_note"] = "no GT - not scored"
         return entry
@@ -89,9 +177,8 @@ def evaluate_image(
     gt_path = gt_path if gt_path.is_absolute() else input_dir / gt_path
     try:
         gt, notes = kio.load_mask(gt_path)
-        pred, _ = kio.load_mask(out_dir / record["mask"])
     except (kio.BadInput, FileNotFoundError) as exc:
-        entry["gt_note"] = f"unreadable GT or mask: {exc}"
+        entry["gt_note"] = f"unreadable GT: {exc}"
         return entry
     entry["notes"] += notes
     if gt.shape != pred.shape:
@@ -141,6 +228,23 @@ def summarise(entries: list[dict], results: dict) -> dict[str, Any]:
     empties = [e for e in scored if not e.get("has_character")]
     summary["empty_scenes"] = len(empties)
     summary["empty_scenes_clean"] = sum(e["n_characters"] == 0 for e in empties)
+    pose = [e["pose"] for e in entries if e.get("pose")]
+    n_chars, n_points = sum(p["characters"] for p in pose), sum(p["points"] for p in pose)
+    summary["pose_detection_rate"] = (
+        round(sum(p["with_pose"] for p in pose) / n_chars, 5) if n_chars else None
+    )
+    summary["pose_landmarks_inside"] = (
+        round(sum(p["points_inside"] for p in pose) / n_points, 5) if n_points else None
+    )
+    summary["flagged_images"] = sum(bool(e.get("flags")) for e in entries)
+    for check in kchecks.CHECKS:
+        summary[f"flags_{check}"] = sum(
+            f["check"] == check for e in entries for f in e.get("flags", [])
+        )
+    flagged = [e["metrics"]["iou"] for e in with_chars if e.get("flags")]
+    clean = [e["metrics"]["iou"] for e in with_chars if not e.get("flags")]
+    summary["mean_iou_flagged"] = _mean(flagged)
+    summary["mean_iou_unflagged"] = _mean(clean)
     return summary
 
 
@@ -152,7 +256,7 @@ def build_report(results_path: Path, cfg: dict | None = None) -> dict[str, Any]:
     out_dir = results_path.parent
     input_dir = Path(results.get("input_dir") or ".")
     match_iou = float(cfg.get("character_match_iou", 0.5))
-    entries = [evaluate_image(r, out_dir, input_dir, match_iou) for r in results["images"]]
+    entries = [evaluate_image(r, out_dir, input_dir, match_iou, cfg) for r in results["images"]]
     return {
         "schema_version": 1,
         "results": str(results_path),
@@ -204,7 +308,9 @@ def summary_text(report: dict) -> str:
         f"scored {s['scored']} of {s['processed']} processed ({s['skipped']} skipped): "
         f"IoU {f(s['mean_iou'])}, Dice {f(s['mean_dice'])}, boundary F {f(s['mean_boundary_f'])}, "
         f"face rate {f(s['face_detection_rate'])}, character recall {f(s['character_recall'])}, "
-        f"precision {f(s['character_precision'])}"
+        f"precision {f(s['character_precision'])}, pose rate {f(s.get('pose_detection_rate'))}, "
+        f"pose points inside {f(s.get('pose_landmarks_inside'))}; "
+        f"{s.get('flagged_images', 0)} images flagged"
     )
 
 
@@ -239,7 +345,7 @@ def run_evaluation(
         except OSError as exc:
             log.warning("history not recorded: %s", exc)
     if dashboard:
-        from kiridashi.report import write_dashboard
+        from kiridashi.report import HISTORY_RUNS, write_dashboard
 
-        write_dashboard(report, report_dir / "dashboard.html", runs[-30:])
+        write_dashboard(report, report_dir / "dashboard.html", runs[-HISTORY_RUNS:])
     return report

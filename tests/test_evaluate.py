@@ -73,3 +73,94 @@ def test_overlay_marks_keypoints_outside_the_mask():
     assert keypoints_outside(ch, mask) == ["pose.left_wrist"]  # low-confidence point ignored
     img = draw_overlay(np.zeros((50, 50, 3), np.uint8), [ch], mask)
     assert img.shape == (50, 50, 3) and img[45, 45].tolist() == [255, 0, 0]
+
+
+# ----------------------------------------------------------------------------- no-reference checks
+
+
+def _scene(h=200, w=200):
+    """A flat grey background with a dark-outlined orange 'character' (HxWx3 RGB, HxW bool)."""
+    import cv2
+
+    rgb = np.full((h, w, 3), (90, 140, 200), np.uint8)
+    mask = np.zeros((h, w), np.uint8)
+    cv2.ellipse(mask, (100, 110), (45, 70), 0, 0, 360, 1, -1)
+    rgb[mask > 0] = (240, 170, 90)
+    outline = mask - cv2.erode(mask, np.ones((5, 5), np.uint8))
+    rgb[outline > 0] = (30, 20, 20)
+    return rgb, mask > 0
+
+
+def _checks(rgb, mask, **kw):
+    from kiridashi.checks import check_character
+
+    return {
+        f["check"]: f for f in check_character(rgb, mask, {"keypoints": kw.pop("kp", {})}, 0, kw)
+    }
+
+
+def test_clean_cutout_raises_no_flag():
+    rgb, mask = _scene()
+    assert _checks(rgb, mask) == {}
+
+
+def test_each_check_flags_its_defect_with_score_and_reason():
+    import cv2
+
+    rgb, mask = _scene()
+    pieces = mask.copy()
+    for x in range(75, 136, 20):  # cut the ellipse (x 55..145) into 5 vertical strips
+        pieces[:, x : x + 2] = False
+    assert _checks(rgb, pieces)["pieces"]["score"] == 5
+    holes = mask.copy()
+    holes[90:120, 85:115] = False  # 900 px of ~9900
+    assert 0.05 < _checks(rgb, holes)["holes"]["score"] < 0.15
+    rng = np.random.default_rng(0)
+    noisy = mask ^ ((rng.random(mask.shape) < 0.5) & (cv2.dilate(mask.astype(np.uint8),
+              np.ones((7, 7), np.uint8)) > 0) & ~(cv2.erode(mask.astype(np.uint8),
+              np.ones((7, 7), np.uint8)) > 0))  # fmt: skip
+    assert "jagged" in _checks(rgb, noisy)
+    halo = cv2.dilate(mask.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0  # 4 px into the bg
+    flag = _checks(rgb, halo)["halo"]
+    assert flag["score"] > 0.35 and "background" in flag["reason"]
+    cut = mask.copy()
+    cut[130:] = False  # the body continues below a straight cut
+    assert "row" in _checks(rgb, cut)["cut_off"]["reason"]
+    tiny = np.zeros_like(mask)
+    tiny[10:20, 10:20] = True
+    found = _checks(rgb, tiny)
+    assert {"tiny", "small_crop"} <= set(found) and found["small_crop"]["score"] == 10
+    assert "giant" in _checks(rgb, np.ones_like(mask))
+    kp = {"pose.nose": [100, 60, 0.9], "pose.left_wrist": [5, 5, 0.9], "pose.x": [6, 6, 0.1]}
+    flag = _checks(rgb, mask, kp=kp)["keypoints_outside"]
+    assert (
+        flag["score"] == 0.5 and "left_wrist" in flag["reason"] and "pose.x" not in flag["reason"]
+    )
+
+
+def test_report_has_flags_pose_rates_and_outside_points(tmp_path):
+    rgb, mask = _scene()
+    inp, out = tmp_path / "in", tmp_path / "out"
+    kio.atomic_write_png(inp / "a.png", rgb)
+    kio.atomic_write_png(inp / "a_gt.png", (mask * 255).astype(np.uint8))
+    cut = mask.copy()
+    cut[130:] = False
+    kio.atomic_write_png(out / "masks/a.png", (cut * 255).astype(np.uint8))
+    box = [40, 30, 160, 190]  # XYXY crop box
+    crop = np.dstack([rgb, (cut * 255).astype(np.uint8)])[30:190, 40:160]
+    kio.atomic_write_png(out / "crops/a_c0.png", crop)
+    pose = {f"pose.p{i}": [100, 50 + 10 * i, 0.9] for i in range(8)}  # y = 50..120: inside
+    pose["pose.left_ankle"] = [100, 175, 0.9]  # below the cut: outside
+    pose["pose.faint"] = [5, 5, 0.1]
+    ch = {"index": 0, "box": box, "face_box": None, "keypoints": pose, "crop": "crops/a_c0.png"}
+    images = [{"source": "a.png", "status": "ok", "gt": "a_gt.png", "mask": "masks/a.png",
+               "characters": [ch]}]  # fmt: skip
+    report = build_report(_results(tmp_path, images))
+    entry, s = report["images"][0], report["summary"]
+    assert [f["check"] for f in entry["flags"]] == ["cut_off"]
+    assert entry["keypoints_outside"] == {"0": ["pose.left_ankle"]}
+    assert entry["pose"] == {"characters": 1, "with_pose": 1, "points": 9, "points_inside": 8}
+    assert s["pose_detection_rate"] == 1.0 and s["pose_landmarks_inside"] == round(8 / 9, 5)
+    assert s["flagged_images"] == 1 and s["flags_cut_off"] == 1 and s["flags_halo"] == 0
+    assert s["mean_iou_flagged"] == entry["metrics"]["iou"] and s["mean_iou_unflagged"] is None
+    assert "pose_detection_rate" in flat_metrics(report)
