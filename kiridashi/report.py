@@ -1,9 +1,11 @@
 """The self-contained HTML dashboard of a unified quality report.
 
 One file, no network: inline CSS and JS, thumbnails as base64 JPEG data URIs. Sections: summary
-cards, metric history (inline SVG), a per-image table that sorts by any column (worst IoU first),
+cards, a per-image table that sorts by any column (worst first: lowest IoU, then the most flags),
 thumbnails with the ground-truth outline (green) and the predicted outline (magenta), the
-face/pose overlay, flags, skipped files and unmatched ground truth.
+face/pose overlay (red crosses: points outside the mask), no-reference flags with their reasons,
+skipped files, unmatched ground truth and the metric history (inline SVG). Opening the page with
+``#sort=COLUMN`` (or ``#sort=-COLUMN``, descending) sorts the table on load.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import cv2
 import numpy as np
 
 from kiridashi import io as kio
-from kiridashi.overlay import draw_overlay, keypoints_outside
+from kiridashi.overlay import draw_overlay
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +33,16 @@ CARDS = (
     ("character_recall", "character recall"),
     ("character_precision", "character precision"),
     ("face_detection_rate", "face rate"),
+    ("pose_detection_rate", "pose rate"),
+    ("pose_landmarks_inside", "pose points inside"),
+    ("flagged_images", "flagged images"),
     ("processed", "processed"),
     ("skipped", "skipped"),
     ("scored", "scored"),
 )
 COLUMNS = ("iou", "dice", "boundary_f", "precision", "recall")
-HISTORY_METRICS = ("mean_iou", "mean_boundary_f", "character_recall")
+HISTORY_METRICS = ("mean_iou", "mean_boundary_f", "character_recall", "pose_detection_rate")
+HISTORY_RUNS = 30  # the chart shows this many latest runs
 
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;background:#fafafa}
@@ -51,16 +57,19 @@ th,td{border-bottom:1px solid #eee;padding:6px 8px;text-align:left;vertical-alig
 th{cursor:pointer;background:#f0f0f0;position:sticky;top:0;user-select:none}
 th:hover{background:#e4e4e4}
 td.num{font-variant-numeric:tabular-nums}
-td img{width:160px;border-radius:4px;display:block}
+td img{width:150px;border-radius:4px;display:block}
+td.name{min-width:150px;max-width:220px;word-break:break-word}
+td.flags{min-width:220px;max-width:320px}
 .bad{color:#b00020;font-weight:600} .ok{color:#1b7f3a}
 .flag{display:inline-block;background:#fde7e9;color:#8a1020;border-radius:4px;padding:0 5px;
 margin:1px;font-size:12px}
 .note{color:#666;font-size:12px}
 svg{background:#fff;border:1px solid #ddd;border-radius:8px}
 .legend span{margin-right:14px;font-size:12px}
+.why{display:block;color:#8a1020;font-size:11px;margin-bottom:4px}
 """
 
-JS = """
+JS = r"""
 function sortTable(th){
   const table=th.closest('table'), idx=[...th.parentNode.children].indexOf(th);
   const asc=th.dataset.dir!=='asc'; th.dataset.dir=asc?'asc':'desc';
@@ -74,6 +83,12 @@ function sortTable(th){
   rows.forEach(r=>table.tBodies[0].appendChild(r));
 }
 document.querySelectorAll('th').forEach(th=>th.addEventListener('click',()=>sortTable(th)));
+(function(){
+  const m=/^#sort=(-?)([\w.]+)$/.exec(location.hash); if(!m) return;
+  const th=document.querySelector(`th[data-key="${m[2]}"]`); if(!th) return;
+  if(m[1]==='-') th.dataset.dir='asc';
+  sortTable(th);
+})();
 """
 
 
@@ -112,7 +127,7 @@ def _history_svg(history: list[dict], width: int = 720, height: int = 220) -> st
     series = {m: [(i, r["metrics"].get(m)) for i, r in enumerate(history)] for m in HISTORY_METRICS}
     if len(history) < 1:
         return '<p class="note">No history yet: every evaluation adds a point.</p>'
-    pad, colours = 36, ("#1f77b4", "#d62728", "#2ca02c")
+    pad, colours = 36, ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
     n = max(1, len(history) - 1)
     parts = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">']
     for t in (0.0, 0.25, 0.5, 0.75, 1.0):
@@ -158,19 +173,18 @@ def _image_row(entry: dict, report: dict, characters: dict) -> str:
             gt = kio.load_mask(gt_path if gt_path.is_absolute() else input_dir / gt_path)[0]
             gt = gt if gt.shape == rgb.shape[:2] else None
         thumb = _data_uri(outline_thumbnail(rgb, pred, gt))
-        chars = characters.get(entry["source"], [])
-        overlay = _data_uri(draw_overlay(rgb, chars, pred))
-        outside = (
-            {c["index"]: keypoints_outside(c, pred) for c in chars} if pred is not None else {}
+        overlay = _data_uri(draw_overlay(rgb, characters.get(entry["source"], []), pred))
+        outside = {k: v for k, v in (entry.get("keypoints_outside") or {}).items() if v}
+        outside_note = "; ".join(
+            f"character {k}: {', '.join(n.split('.', 1)[-1] for n in names)}"
+            for k, names in outside.items()
         )
-        n_out = sum(len(v) for v in outside.values())
-        if n_out:
-            outside_note = f"{n_out} keypoints outside the mask"
+        outside_note = f"outside the mask - {outside_note}" if outside_note else ""
     except (kio.BadInput, FileNotFoundError, OSError) as exc:
         outside_note = f"no preview: {exc}"
     m = entry.get("metrics") or {}
     cells = [
-        f'<td data-v="{html.escape(entry["source"])}">{html.escape(entry["source"])}'
+        f'<td class="name" data-v="{html.escape(entry["source"])}">{html.escape(entry["source"])}'
         f'<div class="note">{html.escape(entry.get("gt_note") or "")}</div></td>',
         f'<td data-v="0">{f"<img alt=outlines src={thumb!r}>" if thumb else "–"}</td>',
         f'<td data-v="0">{f"<img alt=overlay src={overlay!r}>" if overlay else "–"}</td>',
@@ -180,15 +194,21 @@ def _image_row(entry: dict, report: dict, characters: dict) -> str:
         cls = "bad" if isinstance(v, float) and v < 0.8 else "num"
         cells.append(f'<td class="{cls}" data-v="{"" if v is None else v}">{_fmt(v)}</td>')
     flags = "".join(
-        f'<span class="flag" title="{html.escape(f.get("reason", ""))}">{html.escape(f["check"])}'
-        f"</span>"
+        f'<div><span class="flag" title="{html.escape(f.get("reason", ""))}">'
+        f"{html.escape(f['check'])}</span>"
+        f'<span class="why"> c{f.get("character")}: {html.escape(f.get("reason", ""))}</span></div>'
         for f in entry.get("flags", [])
     )
     cells.append(f'<td data-v="{entry.get("n_characters", 0)}">{entry.get("n_characters", 0)}</td>')
     face = "yes" if entry.get("face_found") else "no"
     cells.append(f'<td data-v="{face}">{face}</td>')
+    pose = entry.get("pose") or {}
+    pose_txt = f"{pose['with_pose']}/{pose['characters']}" if pose.get("characters") else "–"
+    cells.append(f'<td data-v="{pose.get("with_pose", "")}">{pose_txt}</td>')
+    n_out = sum(len(v) for v in (entry.get("keypoints_outside") or {}).values())
+    cells.append(f'<td data-v="{n_out}">{n_out}</td>')
     cells.append(
-        f'<td data-v="{len(entry.get("flags", []))}">{flags}'
+        f'<td class="flags" data-v="{len(entry.get("flags", []))}">{flags}'
         f'<div class="note">{html.escape(outside_note)}</div></td>'
     )
     return f'<tr class="img-row">{"".join(cells)}</tr>'
@@ -207,11 +227,14 @@ def render_dashboard(report: dict, history: list[dict] | None = None) -> str:
         f'<div class="card"><b>{_fmt(s.get(k))}</b><span>{label}</span></div>' for k, label in CARDS
     )
     images = [e for e in report["images"] if e.get("status") == "ok"]
-    images.sort(key=lambda e: (e.get("metrics") or {}).get("iou", 2.0))  # worst first
-    head = "".join(
-        f"<th>{h}</th>"
-        for h in ("image", "GT / predicted", "overlay", *COLUMNS, "characters", "face", "flags")
+    images.sort(  # worst first: lowest IoU, then (unscored) the most flags
+        key=lambda e: ((e.get("metrics") or {}).get("iou", 2.0), -len(e.get("flags", [])))
     )
+    keys = ("image", "outlines", "overlay", *COLUMNS, "characters", "face", "pose",
+            "outside", "flags")  # fmt: skip
+    titles = ("image", "GT / predicted", "face / pose overlay", *COLUMNS, "characters", "face",
+              "pose", "points outside", "flags")  # fmt: skip
+    head = "".join(f'<th data-key="{k}">{t}</th>' for k, t in zip(keys, titles, strict=True))
     rows = "".join(_image_row(e, report, characters) for e in images)
     skipped = "".join(
         f"<li>{html.escape(k['source'])}: {html.escape(k.get('reason') or '')}</li>"
@@ -227,12 +250,12 @@ def render_dashboard(report: dict, history: list[dict] | None = None) -> str:
 <div class="meta">output {html.escape(report.get("output_dir", ""))} · input
 {html.escape(report.get("input_dir", ""))} · params {html.escape(str(report.get("params_digest")))}</div>
 <div class="cards" id="summary">{cards}</div>
-<h2>History</h2>{_history_svg(history or [])}
 <h2>Images (worst first; click a column to sort)</h2>
 <table id="images"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>
 <h2>Skipped ({len(report.get("skipped", []))})</h2><ul id="skipped">{skipped or "<li>none</li>"}</ul>
 <h2>Ground truth without an image ({len(report.get("unmatched_gt", []))})</h2>
 <ul>{unmatched or "<li>none</li>"}</ul>
+<h2>History</h2><div id="history">{_history_svg(history or [])}</div>
 <script>{JS}</script>
 <script type="application/json" id="report-summary">{html.escape(json.dumps(s))}</script>
 </body></html>
