@@ -1,7 +1,7 @@
 """``kiridashi`` command line.
 
 kiridashi extract INPUT_DIR OUTPUT_DIR [hydra overrides...]   one-shot folder -> cut-outs
-kiridashi check --results OUT/extraction_results.json        quality report (+ dashboard)
+kiridashi check --results OUT/extraction_results.json        quality report, checks, dashboard
 kiridashi dashboard --report OUT/unified_quality_report.json  self-contained HTML
 kiridashi trend                                              metric history, regression check
 kiridashi overlay IMAGE_OR_RESULTS [--out DIR]               debug drawings
@@ -30,46 +30,49 @@ def cmd_extract(args: argparse.Namespace) -> int:
     cfg = compose(args.overrides)
     doc = extract(Path(args.input_dir), Path(args.output_dir), cfg)
     results = Path(args.output_dir) / RESULTS
+    report = None
     if not args.no_check:
         report = run_evaluation(results, cfg=cfg.get("evaluate"))
         if report["summary"]["scored"]:
             print(summary_text(report))
         print(f"report: {results.parent / 'unified_quality_report.json'}")
-    _notify_extraction(doc, Path(args.output_dir), cfg)
+    _notify_extraction(doc, Path(args.output_dir), cfg, report)
     return 0
 
 
-def _notify_extraction(doc: dict, out_dir: Path, cfg: dict) -> None:
-    try:
-        from kiridashi.notify import notify_extraction
-    except ImportError:
-        return
-    notify_extraction(doc, out_dir, cfg.get("notify", {}))
+def _notify_extraction(doc: dict, out_dir: Path, cfg: dict, report: dict | None = None) -> None:
+    from kiridashi.notify import notify_extraction
+
+    notify_extraction(doc, out_dir, cfg.get("notify"), report)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from kiridashi.config import compose
     from kiridashi.evaluate import REPORT, run_evaluation, summary_text
+    from kiridashi.notify import notify_check
 
+    cfg = compose(args.overrides)
     report = run_evaluation(
-        Path(args.results), cfg={}, dashboard=not args.no_dashboard, label=args.label
+        Path(args.results),
+        cfg=cfg.get("evaluate"),
+        dashboard=not args.no_dashboard,
+        label=args.label,
     )
     print(summary_text(report))
     print(f"report: {Path(args.results).parent / REPORT}")
-    try:
-        from kiridashi.notify import notify_check
-    except ImportError:
-        return 0
-    notify_check(report)
+    notify_check(report, cfg.get("notify"))
     return 0
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    from kiridashi import history
     from kiridashi import io as kio
-    from kiridashi.report import write_dashboard
+    from kiridashi.report import HISTORY_RUNS, write_dashboard
 
     report_path = Path(args.report)
     out = Path(args.out) if args.out else report_path.with_name("dashboard.html")
-    write_dashboard(kio.read_json(report_path), out)
+    runs = history.load(Path(args.history) if args.history else None)[-HISTORY_RUNS:]
+    write_dashboard(kio.read_json(report_path), out, runs)
     print(f"dashboard: {out}")
     return 0
 
@@ -123,11 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", required=True, help="path to extraction_results.json")
     p.add_argument("--no-dashboard", action="store_true")
     p.add_argument("--label", help="name of this run in the history")
+    p.add_argument(
+        "overrides", nargs="*", help="config overrides, e.g. evaluate.checks.max_pieces=5"
+    )
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("dashboard", help="self-contained HTML dashboard from a quality report")
     p.add_argument("--report", required=True, help="path to unified_quality_report.json")
     p.add_argument("--out", help="output HTML (default: dashboard.html beside the report)")
+    p.add_argument("--history", help="history file for the chart (default: the repo's)")
     p.set_defaults(func=cmd_dashboard)
 
     from kiridashi.history import add_parser as add_trend_parser

@@ -1,7 +1,8 @@
 """DVC stage `evaluate`: quality report, DVC metrics/plots and the dashboard.
 
-Reads params: evaluate. Writes REPORT_DIR/unified_quality_report.json + dashboard.html and
-METRICS_DIR/metrics.json + per_image.csv.
+Reads params: evaluate, notify. Writes REPORT_DIR/unified_quality_report.json + dashboard.html and
+METRICS_DIR/metrics.json + per_image.csv. The end of the pipeline: sends the Pushover summary and
+crops when credentials are configured.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from kiridashi import io as kio
 from kiridashi.config import load_params
 from kiridashi.evaluate import REPORT, run_evaluation, summary_text
 from kiridashi.logs import setup_logging
+from kiridashi.notify import notify_extraction
 from kiridashi.pipeline import RESULTS
 
 
@@ -22,14 +25,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("metrics_dir", help="folder for metrics.json and per_image.csv")
     args = parser.parse_args(argv)
     setup_logging()
+    params = load_params()
+    results = Path(args.output_dir) / RESULTS
     report = run_evaluation(
-        Path(args.output_dir) / RESULTS,
-        Path(args.report_dir),
-        Path(args.metrics_dir),
-        load_params()["evaluate"],
+        results, Path(args.report_dir), Path(args.metrics_dir), params["evaluate"]
     )
     print(summary_text(report))
     print(f"report: {Path(args.report_dir) / REPORT}")
+    notify_extraction(kio.read_json(results), Path(args.output_dir), params.get("notify"), report)
 
 
 if __name__ == "__main__":
