@@ -15,7 +15,7 @@ import pytest
 from kiridashi import io as kio
 from kiridashi.detectors import DetectResult, detect_image
 from kiridashi.detectors.base import build, build_enabled
-from kiridashi.detectors.characters import Foreground, build_characters
+from kiridashi.detectors.characters import Foreground, build_characters, grow_into
 from kiridashi.detectors.fusion import fuse
 from kiridashi.metrics import box_iou, mask_box
 from kiridashi.types import Detection
@@ -155,6 +155,47 @@ def test_faceless_foreground_becomes_a_low_score_character():
     chars = build_characters([], (300, 400), {}, Foreground(prob, (300, 400)))
     assert len(chars) == 1 and chars[0].face_box is None and chars[0].score < 0.6
     assert box_iou(chars[0].box, (150, 100, 250, 300)) > 0.8
+
+
+def test_weak_foreground_connected_to_a_figure_extends_its_box(dcfg):
+    # a face-less figure whose hair top is only weakly foreground (0.4 < fg_threshold)
+    prob = np.zeros((300, 400), np.float32)
+    prob[120:, 150:250] = 1.0
+    prob[105:120, 160:240] = 0.4  # hair top, connected (within fg_max_grow)
+    prob[20:60, 20:60] = 0.4  # weak, not connected: background
+    ccfg = dcfg["character"]
+    (box,) = [c.box for c in build_characters([], (300, 400), ccfg, Foreground(prob, (300, 400)))]
+    assert box[1] == pytest.approx(105, abs=2) and box[0] >= 140
+    grown = grow_into(prob >= 0.6, prob >= 0.3, 0.05)  # growth limited to 5 % of the height
+    assert np.nonzero(grown.any(axis=1))[0][0] == 120 - round(0.05 * 180)
+    assert not grown[20:60, 20:60].any()
+
+
+def _face_character_and(top: int, x0: int, x1: int) -> list:
+    """Characters of one face at x 100..160 (body x 60..190 from y 80) plus foreground
+    rows ``top``.. columns ``x0``..``x1`` (a neighbour or a part of the face character)."""
+    faces = {("animeface", 1.0): [Detection((100, 100, 160, 160), 0.99, "face", "animeface")]}
+    fused = fuse(faces, (600, 500), {"animeface": 1.0})
+    prob = np.zeros((600, 500), np.float32)
+    prob[80:, 60:190] = 1.0
+    prob[top:, x0:x1] = 1.0
+    cfg = {"proposal_core_faces": 1.0, "proposal_min_width_faces": 1.2}
+    cfg["proposal_max_top_faces"] = 0.5
+    return build_characters(fused, (600, 500), cfg, Foreground(prob, (600, 500)))
+
+
+def test_faceless_neighbour_under_an_overreaching_box_is_found():
+    # the neighbour touches the face character's body: its box reaches over the neighbour
+    chars = _face_character_and(top=90, x0=190, x1=330)
+    assert chars[0].box[2] > 250  # the overreaching box
+    assert [c.face_box is not None for c in chars] == [True, False]
+    assert chars[1].box[0] == pytest.approx(190, abs=10) and chars[1].box[1] <= 100
+
+
+def test_leftover_body_below_a_face_is_not_a_character():
+    # a flared skirt / arm / prop at the bottom right of the face character's box
+    chars = _face_character_and(top=300, x0=190, x1=280)
+    assert len(chars) == 1 and chars[0].face_box is not None
 
 
 def test_lbp_finds_most_faces_on_the_grid(dcfg):

@@ -53,6 +53,11 @@ class Foreground:
     def sy(self) -> float:
         return self.image_hw[0] / float(self.prob.shape[0])
 
+    @property
+    def any_map(self) -> np.ndarray:
+        """The permissive map (``prob_any``, else ``prob``)."""
+        return self.prob_any if self.prob_any is not None else self.prob
+
     def to_map(self, box: BoxXYXY) -> tuple[int, int, int, int]:
         """Image-pixel XYXY box -> integer map box (clipped, possibly empty)."""
         h, w = self.prob.shape
@@ -206,6 +211,26 @@ def _trimmed_extent(mask: np.ndarray, min_share: float) -> tuple[int, int, int, 
     return int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1
 
 
+def grow_into(strong: np.ndarray, weak: np.ndarray, max_grow: float) -> np.ndarray:
+    """Hysteresis: ``strong`` (h x w bool) plus the ``weak`` (h x w bool) pixels connected to
+    it, at most ``max_grow`` times the strong region's height beyond its bounding box.
+
+    The selfie maps are confident on the torso but fade on hair tips, raised arms, skirts and
+    props; the weak map recovers them without letting a weak region start a character."""
+    ys, xs = np.nonzero(strong)
+    if len(xs) == 0 or max_grow <= 0:
+        return strong
+    pad = int(round(max_grow * (ys.max() + 1 - ys.min())))
+    x0, y0 = max(0, xs.min() - pad), max(0, ys.min() - pad)
+    x1, y1 = xs.max() + 1 + pad, ys.max() + 1 + pad
+    region = (weak[y0:y1, x0:x1] | strong[y0:y1, x0:x1]).astype(np.uint8)
+    _, labels = cv2.connectedComponents(region, connectivity=8)
+    keep = np.unique(labels[strong[y0:y1, x0:x1]])
+    out = strong.copy()
+    out[y0:y1, x0:x1] |= np.isin(labels, keep[keep > 0])
+    return out
+
+
 def evidence_box(
     face: BoxXYXY, others: list[BoxXYXY], fg: Foreground, prior: BoxXYXY, cfg: dict
 ) -> BoxXYXY | None:
@@ -240,6 +265,8 @@ def evidence_box(
     if not keep:
         return None
     comp = np.isin(labels, list(keep))
+    weak = fg.any_map[my0:my1, mx0:mx1] >= float(cfg.get("fg_weak_threshold", 1.0))
+    comp = grow_into(comp, weak, float(cfg.get("fg_max_grow", 0.0)))
     ext = _trimmed_extent(comp, float(cfg.get("trim_share", 0.04)))
     if ext is None:
         return None
@@ -296,6 +323,7 @@ def foreground_proposals(fg: Foreground, cfg: dict) -> list[tuple[BoxXYXY, float
     """(box XYXY image px, score) of large, confident, upright foreground components."""
     thr = float(cfg.get("fg_threshold", 0.5))
     mask = (fg.prob >= thr).astype(np.uint8)
+    weak = fg.prob >= float(cfg.get("fg_weak_threshold", 1.0))
     k = max(1, int(round(float(cfg.get("fg_open_fraction", 0.01)) * max(mask.shape))))
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((k, k), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
@@ -322,13 +350,39 @@ def foreground_proposals(fg: Foreground, cfg: dict) -> list[tuple[BoxXYXY, float
         mean_p = float(fg.prob[comp].mean())
         if mean_p < min_prob:
             continue
-        ext = _trimmed_extent(comp[y : y + bh, x : x + bw], float(cfg.get("trim_share", 0.04)))
+        comp = grow_into(comp, weak, float(cfg.get("fg_max_grow", 0.0)))
+        ext = _trimmed_extent(comp, float(cfg.get("trim_share", 0.04)))
         if ext is None:
             continue
-        box = fg.to_image((x + ext[0], y + ext[1], x + ext[2], y + ext[3]))
+        box = fg.to_image(ext)
         fill = area / float(bw * bh)
         out.append((box, mean_p * min(1.0, fill / 0.5)))
     return out
+
+
+def explained_box(ch: Character, core_faces: float) -> BoxXYXY:
+    """The part of a character's box (XYXY) that surely belongs to it: for a face character
+    with ``core_faces`` > 0 the band ``core_faces`` face widths either side of the face centre
+    (its box may reach over a neighbour that has no face), else the whole box."""
+    if ch.face_box is None or core_faces <= 0:
+        return ch.box
+    fx0, _, fx1, _ = ch.face_box
+    cx, half = (fx0 + fx1) / 2, core_faces * (fx1 - fx0)
+    return (max(ch.box[0], cx - half), ch.box[1], min(ch.box[2], cx + half), ch.box[3])
+
+
+def below_a_face(box: BoxXYXY, chars: list[Character], max_top_faces: float, inside: float) -> bool:
+    """True when ``box`` (XYXY) lies mostly (``inside`` share) in a face character's box but
+    starts more than ``max_top_faces`` face heights below that face's top: then it is that
+    character's own body, arm or prop (or background beside it) rather than a figure of its own,
+    whose head would reach up there too."""
+    for c in chars:
+        if c.face_box is None or containment(box, c.box) < inside:
+            continue
+        fy0, fy1 = c.face_box[1], c.face_box[3]
+        if box[1] > fy0 + max_top_faces * (fy1 - fy0):
+            return True
+    return False
 
 
 def build_characters(
@@ -361,16 +415,29 @@ def build_characters(
             cfg.get("min_person_score", 0.3)
         ):
             proposals.append((f.detection.box, f.detection.score, f.detectors))
+    core = float(cfg.get("proposal_core_faces", 0.0))
+    explained = [explained_box(c, core) for c in chars]
     if fg is not None and cfg.get("foreground_proposals", True):
-        any_map = fg.prob_any if fg.prob_any is not None else fg.prob
-        free = Foreground(any_map.copy(), fg.image_hw)
-        for c in chars:  # foreground already explained by a face character
-            x0, y0, x1, y1 = free.to_map(c.box)
+        free = Foreground(fg.any_map.copy(), fg.image_hw)
+        for b in explained:  # foreground already explained by a face character
+            x0, y0, x1, y1 = free.to_map(b)
             free.prob[y0:y1, x0:x1] = 0.0
-        proposals += [(b, s, ["foreground"]) for b, s in foreground_proposals(free, cfg)]
+        # a face-less figure beside face characters is about as wide as a body: narrower
+        # leftovers are their hair, arms or skirts
+        face_widths = [c.face_box[2] - c.face_box[0] for c in chars if c.face_box is not None]
+        min_w = float(cfg.get("proposal_min_width_faces", 0.0)) * float(
+            np.median(face_widths) if face_widths else 0.0
+        )
+        proposals += [
+            (b, s, ["foreground"])
+            for b, s in foreground_proposals(free, cfg)
+            if b[2] - b[0] >= min_w
+        ]
     factor = float(cfg.get("faceless_score_factor", 0.5))
     for box, score, dets in sorted(proposals, key=lambda p: -p[1]):
-        if any(containment(box, c.box) >= cover or containment(c.box, box) >= cover for c in chars):
+        if any(containment(box, b) >= cover or containment(b, box) >= cover for b in explained):
+            continue
+        if below_a_face(box, chars, float(cfg.get("proposal_max_top_faces", 1e9)), cover):
             continue
         box = _snap_bottom(_clip(box, image_hw), image_hw, cfg)
         chars.append(
@@ -382,6 +449,7 @@ def build_characters(
                 scales=[],
             )
         )
+        explained.append(chars[-1].box)
     return sorted(chars, key=lambda c: (c.box[0] + c.box[2]) / 2)
 
 
