@@ -71,8 +71,10 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
     report_path = Path(args.report)
     out = Path(args.out) if args.out else report_path.with_name("dashboard.html")
-    runs = history.load(Path(args.history) if args.history else None)[-HISTORY_RUNS:]
-    write_dashboard(kio.read_json(report_path), out, runs)
+    report = kio.read_json(report_path)
+    runs = history.load(Path(args.history) if args.history else None)
+    runs = history.same_dataset(runs, report.get("input_dir"))[-HISTORY_RUNS:]
+    write_dashboard(report, out, runs)
     print(f"dashboard: {out}")
     return 0
 

@@ -341,7 +341,7 @@ def run_evaluation(
     if cfg.get("history", True) and report["summary"]["scored"]:
         try:
             history.append(history.make_record(report, label))
-            runs = history.load()
+            runs = history.same_dataset(history.load(), report["input_dir"])
         except OSError as exc:
             log.warning("history not recorded: %s", exc)
     if dashboard:

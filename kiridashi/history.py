@@ -1,9 +1,11 @@
 """Run history and the regression check behind ``kiridashi trend``.
 
 Every evaluation appends one JSON line (time, git revision, DVC experiment name, params digest,
-flat metrics) to the history file: ``$KIRIDASHI_HISTORY``, else ``<repo>/history/runs.jsonl``
-(queued experiments' temporary copies map back to the main repo). DVC experiments can also be
-read directly from ``dvc exp show --json``. All metrics here are higher-is-better.
+input folder, flat metrics) to the history file: ``$KIRIDASHI_HISTORY``, else
+``<repo>/history/runs.jsonl`` (queued experiments' temporary copies map back to the main repo).
+DVC experiments can also be read directly from ``dvc exp show --json``, so experiments are ranked
+without re-running anything. ``kiridashi trend`` compares runs on the same input folder as the
+latest one. All tracked metrics are higher-is-better.
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ TRACKED = (
     "character_recall",
     "character_precision",
     "face_detection_rate",
+    "pose_detection_rate",
+    "pose_landmarks_inside",
 )
+DEFAULT_TOLERANCE = 0.01
 
 
 def history_path() -> Path:
@@ -62,6 +67,7 @@ def make_record(report: dict, label: str | None = None) -> dict:
         "label": label or os.environ.get("DVC_EXP_NAME") or None,
         "params_digest": report.get("params_digest"),
         "output_dir": report.get("output_dir"),
+        "input_dir": report.get("input_dir"),
         "metrics": {k: v for k, v in summary.items() if isinstance(v, (int, float))},
     }
 
@@ -104,8 +110,29 @@ def _find_metrics(node) -> dict:
     return out
 
 
+def _flat_params(node: dict) -> dict:
+    """``{"detect.scales": [1.0], ...}`` from one revision's ``params`` (all params files)."""
+    out: dict = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            out[prefix] = value
+
+    for file_entry in (node.get("params") or {}).values():
+        walk("", (file_entry or {}).get("data") or {})
+    return out
+
+
 def parse_dvc_exp_show(doc) -> list[dict]:
-    """History-like records from ``dvc exp show --json`` (DVC 3.x) output."""
+    """History-like records from ``dvc exp show --json`` (DVC 3.x) output, oldest first.
+
+    The document lists the workspace, then each baseline commit with its ``experiments`` (each
+    ``{"revs": [...], "name"}``). Records are ordered by timestamp; the workspace (no timestamp)
+    comes last unless it only repeats a committed run or experiment (same params and metrics).
+    """
     records: list[dict] = []
 
     def visit(entry: dict, baseline: str | None) -> None:
@@ -120,6 +147,7 @@ def parse_dvc_exp_show(doc) -> list[dict]:
                     "dvc_exp": name,
                     "label": name,
                     "baseline": baseline,
+                    "params": _flat_params(data),
                     "metrics": metrics,
                 }
             )
@@ -129,7 +157,17 @@ def parse_dvc_exp_show(doc) -> list[dict]:
 
     for entry in doc if isinstance(doc, list) else [doc]:
         visit(entry, None)
-    return records
+    dated = sorted((r for r in records if r["time"]), key=lambda r: r["time"])
+    same = {(json.dumps(r["params"], sort_keys=True), json.dumps(r["metrics"], sort_keys=True))
+            for r in dated}  # fmt: skip
+    undated = [
+        r
+        for r in records
+        if not r["time"]
+        and (json.dumps(r["params"], sort_keys=True), json.dumps(r["metrics"], sort_keys=True))
+        not in same
+    ]
+    return dated + undated
 
 
 def read_dvc_experiments(repo_dir: Path | None = None) -> list[dict]:
@@ -154,6 +192,8 @@ class TrendResult:
     best: dict[str, dict] = field(default_factory=dict)
     regressions: list[str] = field(default_factory=list)
     better: str | None = None  # label of the better of latest/previous
+    below_best: list[str] = field(default_factory=list)  # latest vs the best, per metric
+    best_overall: str | None = None  # the run that is best in the most metrics
 
     @property
     def ok(self) -> bool:
@@ -166,10 +206,24 @@ def _label(rec: dict | None, i: int | None = None) -> str:
     return str(rec.get("label") or rec.get("dvc_exp") or rec.get("git_rev") or rec.get("time") or i)
 
 
+def same_dataset(history: list[dict], input_dir: str | None = None) -> list[dict]:
+    """Records made on ``input_dir`` (default: the latest record's); records without one stay."""
+    wanted = input_dir or (history[-1].get("input_dir") if history else None)
+    if not wanted:
+        return history
+    return [r for r in history if r.get("input_dir") in (None, wanted)]
+
+
 def trend(
-    history: list[dict], tolerance: float | dict[str, float] = 0.01, metrics=TRACKED
+    history: list[dict],
+    tolerance: float | dict[str, float] = DEFAULT_TOLERANCE,
+    metrics=TRACKED,
 ) -> TrendResult:
-    """Compare the latest record with the previous one and with the best of each metric."""
+    """Compare the latest record with the previous one and with the best of each metric.
+
+    A regression is a metric of the latest run more than ``tolerance`` (absolute, per metric when
+    a dict) below the previous run's.
+    """
     metrics = tuple(m for m in metrics if any(m in r.get("metrics", {}) for r in history))
     latest = history[-1] if history else None
     previous = history[-2] if len(history) > 1 else None
@@ -178,6 +232,16 @@ def trend(
         scored = [r for r in history if isinstance(r.get("metrics", {}).get(m), (int, float))]
         if scored:
             res.best[m] = max(scored, key=lambda r: r["metrics"][m])
+    wins_by_run: dict[int, int] = {}
+    for m, rec in res.best.items():
+        wins_by_run[id(rec)] = wins_by_run.get(id(rec), 0) + 1
+        value = (latest or {}).get("metrics", {}).get(m)
+        if rec is not latest and isinstance(value, (int, float)):
+            best = rec["metrics"][m]
+            res.below_best.append(f"{m} {value:.4f} vs best {best:.4f} ({_label(rec)})")
+    if wins_by_run:
+        top = max(history, key=lambda r: wins_by_run.get(id(r), 0))
+        res.best_overall = _label(top)
     if latest is None or previous is None:
         return res
     wins = 0
@@ -185,7 +249,9 @@ def trend(
         a, b = latest["metrics"].get(m), previous["metrics"].get(m)
         if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
             continue
-        tol = tolerance.get(m, 0.01) if isinstance(tolerance, dict) else float(tolerance)
+        tol = (
+            tolerance.get(m, DEFAULT_TOLERANCE) if isinstance(tolerance, dict) else float(tolerance)
+        )
         wins += (a > b) - (a < b)
         if a < b - tol:
             res.regressions.append(f"{m} dropped {b:.4f} -> {a:.4f} (tolerance {tol})")
@@ -205,6 +271,10 @@ def format_trend(history: list[dict], res: TrendResult) -> str:
         lines.append(f"{m:22s} {series}   {best_txt}")
     runs = ", ".join(_label(r, i) for i, r in enumerate(history))
     lines.insert(0, f"{len(history)} runs: {runs}")
+    lines += _param_differences(history)
+    if res.best_overall:
+        lines.append(f"best run: {res.best_overall} (best in the most metrics)")
+    lines += [f"latest below best: {b}" for b in res.below_best]
     if res.previous is not None:
         lines.append(f"latest {_label(res.latest)} vs previous {_label(res.previous)}: "
                      f"better = {res.better}")  # fmt: skip
@@ -214,18 +284,62 @@ def format_trend(history: list[dict], res: TrendResult) -> str:
     return "\n".join(lines)
 
 
+def _param_differences(history: list[dict]) -> list[str]:
+    """One line per run with the params that differ between runs (DVC records carry params)."""
+    with_params = [r for r in history if r.get("params")]
+    keys = sorted({k for r in with_params for k in r["params"]})
+    varying = [k for k in keys if len({json.dumps(r["params"].get(k)) for r in with_params}) > 1]
+    return [
+        f"  {_label(r)}: " + ", ".join(f"{k}={json.dumps(r['params'].get(k))}" for k in varying)
+        for r in with_params
+        if varying
+    ]
+
+
+def configured_tolerance() -> float:
+    """``evaluate.regression_tolerance`` of the composed config (conf/), else 0.01."""
+    try:
+        from kiridashi.config import compose
+
+        return float(compose([])["evaluate"].get("regression_tolerance", DEFAULT_TOLERANCE))
+    except Exception as exc:  # noqa: BLE001 - a broken config must not hide the history
+        log.warning("regression tolerance from conf/ unavailable (%s): using 0.01", exc)
+        return DEFAULT_TOLERANCE
+
+
+def format_ranking(history: list[dict], metric: str) -> str:
+    """Runs ordered best first by ``metric`` (runs without it last)."""
+    ranked = sorted(
+        history,
+        key=lambda r: (
+            -r["metrics"][metric]
+            if isinstance(r["metrics"].get(metric), (int, float))
+            else float("inf")
+        ),
+    )
+    lines = [f"ranking by {metric} (best first):"]
+    for i, r in enumerate(ranked, 1):
+        value = r["metrics"].get(metric)
+        shown = f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+        lines.append(f"{i:3d}. {_label(r):24s} {shown}")
+    return "\n".join(lines + _param_differences(ranked))
+
+
 def cmd_trend(args: argparse.Namespace) -> int:
     if args.dvc:
         history = read_dvc_experiments(Path(args.repo) if args.repo else None)
-        if args.rank:
-            m = args.rank
-            history.sort(key=lambda r: r["metrics"].get(m, float("-inf")))
     else:
         history = load(Path(args.history) if args.history else None)
+        if not args.all_inputs:
+            history = same_dataset(history)
     if not history:
         print("no runs recorded yet")
         return 0
-    res = trend(history, args.tolerance, tuple(args.metric) if args.metric else TRACKED)
+    if args.rank:
+        print(format_ranking(history, args.rank))
+        return 0
+    tolerance = configured_tolerance() if args.tolerance is None else args.tolerance
+    res = trend(history, tolerance, tuple(args.metric) if args.metric else TRACKED)
     print(format_trend(history, res))
     return 0 if res.ok else 1
 
@@ -233,9 +347,18 @@ def cmd_trend(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("trend", help="metric history; exits 1 when the latest run regressed")
     p.add_argument("--history", help="history file (default: history/runs.jsonl of the repo)")
-    p.add_argument("--tolerance", type=float, default=0.01, help="allowed drop per metric")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        help="allowed drop per metric (default: evaluate.regression_tolerance, 0.01)",
+    )
+    p.add_argument(
+        "--all-inputs",
+        action="store_true",
+        help="compare runs on every input folder (default: the latest run's only)",
+    )
     p.add_argument("--metric", action="append", help="metric to check (repeatable)")
     p.add_argument("--dvc", action="store_true", help="read DVC experiments (dvc exp show)")
-    p.add_argument("--rank", help="with --dvc: order experiments by this metric (best last)")
+    p.add_argument("--rank", help="only list the runs ordered by this metric, best first")
     p.add_argument("--repo", help="with --dvc: repository folder")
     p.set_defaults(func=cmd_trend)
