@@ -35,19 +35,23 @@ COLOURS = ((0, 200, 255), (255, 160, 0), (120, 255, 80), (255, 80, 200))  # RGB 
 
 def keypoints_outside(character: dict, mask: np.ndarray, min_conf: float = MIN_KEYPOINT_CONFIDENCE):
     """Names of the character's confident keypoints that fall outside ``mask`` (HxW bool)."""
-    h, w = mask.shape
-    out = []
-    for name, p in character.get("keypoints", {}).items():
-        if len(p) > 2 and p[2] < min_conf:
-            continue
-        xi, yi = _xy(p)
-        if not (0 <= xi < w and 0 <= yi < h) or not mask[yi, xi]:
-            out.append(name)
-    return out
+    from kiridashi.checks import keypoint_names_outside
+
+    return keypoint_names_outside(character, mask, min_conf, 0)[0]
 
 
-def draw_overlay(rgb: np.ndarray, characters: list[dict], mask: np.ndarray | None) -> np.ndarray:
-    """A copy of ``rgb`` with mask outline, boxes, face points and pose bones drawn on it."""
+def draw_overlay(
+    rgb: np.ndarray,
+    characters: list[dict],
+    mask: np.ndarray | None,
+    outside: dict[str, list[str]] | None = None,
+) -> np.ndarray:
+    """A copy of ``rgb`` with mask outline, boxes, face points and pose bones drawn on it.
+
+    Keypoints listed in ``outside`` ({character index: [names]}, as the quality report's
+    ``keypoints_outside``) are drawn as red crosses; without it, confident points outside the
+    union ``mask`` are.
+    """
     canvas = rgb.copy()
     h, w = canvas.shape[:2]
     thick = max(1, round(max(h, w) / 600))
@@ -66,11 +70,14 @@ def draw_overlay(rgb: np.ndarray, characters: list[dict], mask: np.ndarray | Non
             pa, pb = pts.get(f"pose.{a}"), pts.get(f"pose.{b}")
             if pa and pb and _confident(pa) and _confident(pb):
                 cv2.line(canvas, _xy(pa), _xy(pb), colour, thick, cv2.LINE_AA)
-        outside = set(keypoints_outside(ch, mask)) if mask is not None else set()
+        if outside is not None:
+            crossed = set(outside.get(str(ch.get("index", k)), []))
+        else:
+            crossed = set(keypoints_outside(ch, mask)) if mask is not None else set()
         for name, p in pts.items():
             if not _confident(p):
                 continue
-            if name in outside:
+            if name in crossed:
                 c, r = _xy(p), 3 * thick + 2
                 cv2.line(canvas, (c[0] - r, c[1] - r), (c[0] + r, c[1] + r), (255, 0, 0), thick + 1)
                 cv2.line(canvas, (c[0] - r, c[1] + r), (c[0] + r, c[1] - r), (255, 0, 0), thick + 1)
@@ -89,7 +96,15 @@ def _xy(p) -> tuple[int, int]:
 
 
 def overlay_results(results_path: Path, out_dir: Path | None = None) -> list[dict]:
-    """Write ``overlays/REL.png`` for every processed image; returns per-image outside-mask lists."""
+    """Write ``overlays/REL.png`` for every processed image; returns per-image outside-mask lists.
+
+    A keypoint is outside when it lies beyond its own character's mask (from the crop's alpha)
+    by more than the boundary tolerance, as in the quality report.
+    """
+    from kiridashi.checks import keypoint_names_outside
+    from kiridashi.evaluate import character_masks
+    from kiridashi.metrics import boundary_tolerance
+
     results_path = Path(results_path)
     doc = kio.read_json(results_path)
     root = results_path.parent
@@ -106,9 +121,13 @@ def overlay_results(results_path: Path, out_dir: Path | None = None) -> list[dic
             log.warning("overlay: %s: %s", rec["source"], exc)
             continue
         chars = rec.get("characters", [])
-        outside = {str(c["index"]): keypoints_outside(c, mask) for c in chars}
+        tolerance = round(boundary_tolerance(mask.shape))
+        outside = {
+            str(c["index"]): keypoint_names_outside(c, m, MIN_KEYPOINT_CONFIDENCE, tolerance)[0]
+            for c, m in zip(chars, character_masks(rec, root, mask), strict=True)
+        }
         rel = rec["mask"].split("/", 1)[1]
-        kio.atomic_write_png(out_dir / rel, draw_overlay(rgb, chars, mask))
+        kio.atomic_write_png(out_dir / rel, draw_overlay(rgb, chars, mask, outside))
         summary.append({"source": rec["source"], "overlay": str(out_dir / rel), "outside": outside})
     return summary
 

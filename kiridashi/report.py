@@ -173,8 +173,10 @@ def _image_row(entry: dict, report: dict, characters: dict) -> str:
             gt = kio.load_mask(gt_path if gt_path.is_absolute() else input_dir / gt_path)[0]
             gt = gt if gt.shape == rgb.shape[:2] else None
         thumb = _data_uri(outline_thumbnail(rgb, pred, gt))
-        overlay = _data_uri(draw_overlay(rgb, characters.get(entry["source"], []), pred))
         outside = {k: v for k, v in (entry.get("keypoints_outside") or {}).items() if v}
+        chars = characters.get(entry["source"], [])
+        listed = outside if entry.get("keypoints_outside") is not None else None
+        overlay = _data_uri(draw_overlay(rgb, chars, pred, listed))
         outside_note = "; ".join(
             f"character {k}: {', '.join(n.split('.', 1)[-1] for n in names)}"
             for k, names in outside.items()
