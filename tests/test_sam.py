@@ -144,3 +144,23 @@ def test_unreadable_checkpoint_is_a_clear_error(tmp_path):
     seg = SamSegmenter(checkpoint=str(broken), model_type="tiny", device="cpu")
     with pytest.raises(ModelError, match="cannot read SAM checkpoint .*segment.checkpoint"):
         seg.segment(_image(), TWO_CHARACTERS, memo=None)
+
+
+def test_bench_counts_embeddings_computed_then_reused(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("segment_anything")
+    import json
+
+    from bench.sam_bench import main
+
+    out = tmp_path / "sam_bench.json"
+    threads = torch.get_num_threads()
+    try:
+        assert main(["--n", "2", "--side", "160", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    result = json.loads(out.read_text())
+    assert result["run1"]["embeddings_computed"] == 2 and result["run1"]["embeddings_reused"] == 0
+    second = result["run2_after_detect_change"]
+    assert second["embeddings_computed"] == 0 and second["embeddings_reused"] == 2
+    assert second["encoder_seconds"] == 0.0
