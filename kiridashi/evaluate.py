@@ -248,13 +248,25 @@ def summarise(entries: list[dict], results: dict) -> dict[str, Any]:
     return summary
 
 
+def resolve_input_dir(recorded: str | None, results_path: Path) -> Path:
+    """The input folder of a results file: as recorded when it exists from here, else relative to
+    the repository holding the results (DVC stages record ``data/input``), else as recorded."""
+    path = Path(recorded or ".")
+    if path.is_absolute() or path.is_dir():
+        return path
+    from kiridashi.cache import find_repo_root
+
+    root = find_repo_root(results_path.resolve().parent)
+    return root / path if root is not None and (root / path).is_dir() else path
+
+
 def build_report(results_path: Path, cfg: dict | None = None) -> dict[str, Any]:
     """The unified quality report for an ``extraction_results.json`` (cfg: ``evaluate`` section)."""
     cfg = cfg or {}
     results_path = Path(results_path)
     results = kio.read_json(results_path)
     out_dir = results_path.parent
-    input_dir = Path(results.get("input_dir") or ".")
+    input_dir = resolve_input_dir(results.get("input_dir"), results_path)
     match_iou = float(cfg.get("character_match_iou", 0.5))
     entries = [evaluate_image(r, out_dir, input_dir, match_iou, cfg) for r in results["images"]]
     return {

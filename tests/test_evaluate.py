@@ -164,3 +164,14 @@ def test_report_has_flags_pose_rates_and_outside_points(tmp_path):
     assert s["flagged_images"] == 1 and s["flags_cut_off"] == 1 and s["flags_halo"] == 0
     assert s["mean_iou_flagged"] == entry["metrics"]["iou"] and s["mean_iou_unflagged"] is None
     assert "pose_detection_rate" in flat_metrics(report)
+
+
+def test_relative_input_dir_resolves_from_the_results_repository(tmp_path, monkeypatch):
+    from kiridashi.evaluate import resolve_input_dir
+
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "data/input").mkdir(parents=True)
+    results = tmp_path / "data/output/extraction_results.json"
+    monkeypatch.chdir("/")
+    assert resolve_input_dir("data/input", results) == tmp_path / "data/input"
+    assert resolve_input_dir("/abs/where", results) == Path("/abs/where")
