@@ -24,6 +24,9 @@ venv: $(BIN)/.installed-$(subst $(comma),-,$(EXTRAS))
 demo: venv
 	$(BIN)/kiridashi demo data/input
 	@git rev-parse --verify -q HEAD >/dev/null || { echo "dvc needs a git commit: run from a clone"; exit 1; }
+	# track the input folder with DVC: experiments queued with `dvc exp run --queue` run in
+	# temporary copies of the repo that only hold what git or DVC tracks
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc add -q data/input
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	@echo
 	@echo "crops:       data/output/crops/"

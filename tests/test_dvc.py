@@ -49,8 +49,10 @@ def project(tmp_path, sample_images) -> tuple[Path, dict]:
     env.setdefault("GIT_AUTHOR_EMAIL", "test@example.invalid")
     env.setdefault("GIT_COMMITTER_NAME", "test")
     env.setdefault("GIT_COMMITTER_EMAIL", "test@example.invalid")
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
-        _run(cmd, repo, env)
+    _run(["git", "init", "-q"], repo, env)
+    dvc(repo, env, "add", "-q", "data/input")  # as `make demo` does
+    _run(["git", "add", "-A"], repo, env)
+    _run(["git", "commit", "-qm", "init"], repo, env)
     return repo, env
 
 
@@ -90,3 +92,64 @@ def test_repro_noop_rerun_and_exp_run(project):
     shown = json.loads(dvc(repo, env, "exp", "show", "--json"))
     text = json.dumps(shown)
     assert "mean_iou" in text and "face_detection_rate" in text
+
+
+def _counts(log: str, step: str) -> tuple[int, int]:
+    """(computed, reused) from a stage's ``step: computed N, reused M, skipped K`` line."""
+    line = next(x for x in log.splitlines() if x.startswith(f"{step}: computed"))
+    computed = int(line.split("computed ")[1].split(",")[0])
+    reused = int(line.split("reused ")[1].split(",")[0])
+    return computed, reused
+
+
+def _exp_metrics(shown: list) -> dict[str, dict]:
+    """experiment name -> metrics dict, from `dvc exp show --json`."""
+    out = {}
+    for entry in shown:
+        for exp in entry.get("experiments") or []:
+            for rev in exp.get("revs", []):
+                data = rev.get("data") or {}
+                files = (data.get("metrics") or {}).get("reports/metrics.json") or {}
+                if rev.get("name") and files.get("data"):
+                    out[rev["name"]] = files["data"]
+    return out
+
+
+def test_two_queued_experiments_share_the_cache(project):
+    """`dvc exp run --queue` twice + `dvc queue start -j 2`: both run at once in temp copies of
+    the repo, share <repo>/cache (no KIRIDASHI_CACHE_DIR), compute every shared key once, and
+    give the metrics of a sequential run."""
+    import time
+
+    repo, env = project
+    env = {k: v for k, v in env.items() if k != "KIRIDASHI_CACHE_DIR"}
+    n_images = len(list((repo / "data" / "input").glob("*.jpg")))
+    # two experiments that differ only in a merge param: every earlier key is shared
+    for name, pad in (("pad-a", "0.06"), ("pad-b", "0.07")):
+        dvc(repo, env, "exp", "run", "--queue", "-n", name, "-S", f"merge.crop_padding={pad}")
+    dvc(repo, env, "queue", "start", "-j", "2")
+    deadline = time.time() + 900
+    while time.time() < deadline:
+        status = dvc(repo, env, "queue", "status")
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(3)
+    logs = {name: dvc(repo, env, "queue", "logs", name) for name in ("pad-a", "pad-b")}
+    assert "Failed" not in status, status + "\n".join(v[-3000:] for v in logs.values())
+    for step in ("preprocess", "detect", "segment"):
+        counts = [_counts(log, step) for log in logs.values()]
+        assert sum(c for c, _ in counts) == n_images, (step, counts)  # each key computed once
+        assert sum(r for _, r in counts) == n_images, (step, counts)
+    assert (repo / "cache").is_dir() and not (repo / ".dvc" / "tmp" / "exps" / "cache").exists()
+
+    shown = _exp_metrics(json.loads(dvc(repo, env, "exp", "show", "--json")))
+    assert {"pad-a", "pad-b"} <= shown.keys(), shown.keys()
+    # the same experiment again, one at a time, every stage forced to run: all from our cache
+    sequential = dvc(
+        repo, env, "exp", "run", "--force", "-n", "pad-seq", "-S", "merge.crop_padding=0.06"
+    )
+    for step in ("preprocess", "detect", "segment", "merge"):
+        assert _counts(sequential, step) == (0, n_images), step
+    shown = _exp_metrics(json.loads(dvc(repo, env, "exp", "show", "--json")))
+    for key in ("mean_iou", "mean_boundary_f", "character_recall", "processed"):
+        assert shown["pad-a"][key] == shown["pad-b"][key] == shown["pad-seq"][key], key

@@ -111,7 +111,14 @@ def test_two_workers_give_the_same_results_as_one(batch, tmp_path, cfg, monkeypa
     assert [i["characters"] for i in one["images"]] == [i["characters"] for i in two["images"]]
 
 
-def test_full_disk_stops_with_a_clear_error_and_keeps_files(batch, tmp_path, cfg, monkeypatch):
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [(errno.ENOSPC, "No space left on device"), (errno.EROFS, "Read-only file system")],
+)
+def test_unwritable_output_stops_with_a_clear_error_and_keeps_files(
+    batch, tmp_path, cfg, monkeypatch, code, message
+):
+    """A full or read-only output disk (simulated: the tests run as root, which ignores modes)."""
     from kiridashi import pipeline
 
     out = tmp_path / "out"
@@ -123,14 +130,14 @@ def test_full_disk_stops_with_a_clear_error_and_keeps_files(batch, tmp_path, cfg
     def full_disk(path, data):
         calls.append(path)
         if len(calls) > 2:
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise OSError(code, message)
         real(path, data)
 
     monkeypatch.setattr(kio, "atomic_write_bytes", full_disk)
     shutil.rmtree(out / "crops")
     with pytest.raises(pipeline.OutputWriteError) as exc:
         extract(batch, out, cfg)
-    assert "No space left on device" in exc.value.strerror
+    assert message in exc.value.strerror
     assert "\n" not in exc.value.strerror
     after = _outputs(out)
     assert {k: v for k, v in before.items() if k.startswith("masks/")}.items() <= after.items()
