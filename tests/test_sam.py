@@ -164,3 +164,16 @@ def test_bench_counts_embeddings_computed_then_reused(tmp_path):
     second = result["run2_after_detect_change"]
     assert second["embeddings_computed"] == 0 and second["embeddings_reused"] == 2
     assert second["encoder_seconds"] == 0.0
+
+
+def test_device_setting():
+    torch = pytest.importorskip("torch")
+    from kiridashi.segmenters.sam import resolve_device
+
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="segment.device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelError, match="segment.device is cuda"):
+            resolve_device("cuda")
