@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from kiridashi.models import (
+    REGISTRY,
     ModelError,
     fetch_name_for,
     file_fingerprint,
@@ -149,6 +150,14 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def state_dict_problem(exc: BaseException, limit: int = 240) -> str:
+    """The informative part of torch's load_state_dict error (missing/unexpected/size lines)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    telling = [line for line in lines if line.startswith(("Missing", "Unexpected", "size"))]
+    text = "; ".join(telling or lines[:1]) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def load_sam(model_type: str, checkpoint: Path, device: str):
     """SAM parts of ``model_type`` with the weights of ``checkpoint``, in eval mode on ``device``.
 
@@ -175,7 +184,7 @@ def load_sam(model_type: str, checkpoint: Path, device: str):
     except RuntimeError as exc:
         raise ModelError(
             f"{checkpoint} is not a SAM {model_type} checkpoint (config keys segment.model_type, "
-            f"segment.checkpoint): {first_line(exc)}"
+            f"segment.checkpoint): {state_dict_problem(exc)}"
         ) from None
     return modules.to(device).eval()
 
@@ -291,11 +300,9 @@ class SamSegmenter:
 
     # -- model ------------------------------------------------------------------------------
     def _require_checkpoint(self) -> Path:
-        return require(
-            self.checkpoint,
-            "segment.checkpoint",
-            fetch_name_for(self.checkpoint.name) or f"sam_{self.model_type}",
-        )
+        official = f"sam_{self.model_type}"
+        name = fetch_name_for(self.checkpoint.name) or (official if official in REGISTRY else None)
+        return require(self.checkpoint, "segment.checkpoint", name)
 
     def modules(self):
         """The loaded SAM parts (loaded on first use, once per process)."""
