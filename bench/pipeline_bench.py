@@ -13,16 +13,15 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.common import REPO, measured_run
+
 DEV = REPO.parent / "shared" / "datasets" / "dev" / "images"
 
 
@@ -55,31 +54,14 @@ def prepare_images(src: Path | None, n: int, dst: Path, size=(1280, 720)) -> lis
 
 
 def run_extract(images: Path, out: Path, cache: Path, jobs: int) -> dict:
-    """One ``kiridashi extract`` in a subprocess; wall seconds, peak RSS (KiB), counts."""
+    """One ``kiridashi extract`` in a subprocess; wall seconds, peak RSS (MiB), counts."""
     env = dict(os.environ, KIRIDASHI_CACHE_DIR=str(cache), KIRIDASHI_LOG="WARNING")
-    cmd = [
-        "/usr/bin/time",
-        "-f",
-        "%M",
-        sys.executable,
-        "-m",
-        "kiridashi.cli",
-        "extract",
-        str(images),
-        str(out),
-        f"jobs={jobs}",
-        "--no-check",
-    ]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(proc.stdout + proc.stderr)
-    rss_kib = int(proc.stderr.strip().splitlines()[-1])
+    cmd = [sys.executable, "-m", "kiridashi.cli", "extract", str(images), str(out)]
+    res = measured_run([*cmd, f"jobs={jobs}", "--no-check"], env, cwd=REPO)
     doc = json.loads((out / "extraction_results.json").read_text())
     return {
-        "wall_s": round(wall, 2),
-        "peak_rss_mib": round(rss_kib / 1024, 1),
+        "wall_s": res["wall_s"],
+        "peak_rss_mib": res["peak_rss_mib"],
         "pipeline_s": doc["summary"]["seconds"],
         "counts": doc["summary"]["counts"],
     }

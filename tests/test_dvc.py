@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kiridashi.cache import REPO_ROOT
+from bench.common import copy_tracked_tree
 
 pytestmark = pytest.mark.slow
 
@@ -27,20 +27,7 @@ def _run(cmd: list[str], cwd: Path, env: dict) -> str:
 @pytest.fixture
 def project(tmp_path, sample_images) -> tuple[Path, dict]:
     """A git+DVC checkout of the current tree with the sample images as data/input."""
-    repo = tmp_path / "repo"
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\n")
-    for rel in filter(None, files):
-        src = REPO_ROOT / rel
-        if src.is_file() and not rel.startswith(("data/", "cache/")) or rel == "cache/.gitignore":
-            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, repo / rel)
-    (repo / "data").mkdir(exist_ok=True)
+    repo = copy_tracked_tree(tmp_path / "repo")
     shutil.copytree(sample_images, repo / "data" / "input")
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
