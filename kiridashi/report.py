@@ -154,8 +154,9 @@ def _history_svg(history: list[dict], width: int = 720, height: int = 220) -> st
     ]
     for i, lab in enumerate(labels):
         x = pad + i / n * (width - pad - 10)
+        anchor = "end" if i == len(labels) - 1 and i > 0 else "middle"
         parts.append(f'<text x="{x:.1f}" y="{height - 8}" font-size="9" fill="#666" '
-                     f'text-anchor="middle">{lab[:10]}</text>')  # fmt: skip
+                     f'text-anchor="{anchor}">{lab[:10]}</text>')  # fmt: skip
     parts.append("</svg>")
     return "".join(parts) + f'<div class="legend">{"".join(legend)}</div>'
 
