@@ -177,3 +177,33 @@ def test_device_setting():
     if not torch.cuda.is_available():
         with pytest.raises(ModelError, match="segment.device is cuda"):
             resolve_device("cuda")
+
+
+def test_matches_segment_anythings_own_predictor(tiny_checkpoint):
+    """Encoder input, prompt coordinates and mask post-processing agree with SamPredictor."""
+    torch = pytest.importorskip("torch")
+    from segment_anything import SamPredictor
+    from segment_anything.modeling import Sam
+
+    seg = SamSegmenter(checkpoint=str(tiny_checkpoint), model_type="tiny", device="cpu")
+    modules = seg.modules()
+    sam = Sam(modules["image_encoder"], modules["prompt_encoder"], modules["mask_decoder"]).eval()
+    predictor = SamPredictor(sam)
+
+    square = np.random.default_rng(1).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    predictor.set_image(square)  # long side == encoder input side: no resampling difference
+    ours = seg.encode(square)
+    assert ours["input_hw"] == tuple(predictor.input_size)
+    np.testing.assert_allclose(ours["embedding"], predictor.features.numpy(), atol=2e-2)
+
+    image = _image()  # 80x96: resized to 107x128
+    embedding = seg.encode(image)
+    predictor.set_image(image)
+    assert embedding["input_hw"] == tuple(predictor.input_size)
+    predictor.features = torch.as_tensor(embedding["embedding"]).float()
+    box, points, labels = character_prompts(0, TWO_CHARACTERS)
+    logits, iou, _ = predictor.predict(points, labels, box, multimask_output=True,
+                                       return_logits=True)  # fmt: skip
+    expected = 1 / (1 + np.exp(-logits[int(np.argmax(iou))]))
+    ours = seg.decode(embedding, image.shape[:2], box, points, labels)
+    np.testing.assert_allclose(ours, expected, atol=1e-4)
