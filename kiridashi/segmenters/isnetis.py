@@ -38,8 +38,7 @@ def letterbox(image: np.ndarray, side: int) -> tuple[np.ndarray, tuple[int, int,
     h, w = max(1, h), max(1, w)
     top, left = (side - h) // 2, (side - w) // 2
     square = np.zeros((side, side, 3), np.float32)
-    interpolation = cv2.INTER_AREA if max(h0, w0) > side else cv2.INTER_LINEAR
-    square[top : top + h, left : left + w] = cv2.resize(image, (w, h), interpolation=interpolation)
+    square[top : top + h, left : left + w] = cv2.resize(image, (w, h))  # bilinear, as upstream
     return (square / 255.0).transpose(2, 0, 1)[None], (top, left, h, w)
 
 
