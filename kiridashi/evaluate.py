@@ -350,7 +350,7 @@ def run_evaluation(
         kio.atomic_write_json(Path(metrics_dir) / "metrics.json", flat_metrics(report))
         kio.atomic_write_text(Path(metrics_dir) / "per_image.csv", per_image_csv(report))
     runs = []
-    if cfg.get("history", True) and report["summary"]["scored"]:
+    if cfg.get("history", True) and report["summary"]["processed"]:
         try:
             history.append(history.make_record(report, label))
             runs = history.same_dataset(history.load(), report["input_dir"])

@@ -57,9 +57,9 @@ th,td{border-bottom:1px solid #eee;padding:6px 8px;text-align:left;vertical-alig
 th{cursor:pointer;background:#f0f0f0;position:sticky;top:0;user-select:none}
 th:hover{background:#e4e4e4}
 td.num{font-variant-numeric:tabular-nums}
-td img{width:150px;border-radius:4px;display:block}
+td img{width:140px;border-radius:4px;display:block}
 td.name{min-width:150px;max-width:220px;word-break:break-word}
-td.flags{min-width:220px;max-width:320px}
+td.flags{min-width:200px;max-width:280px}
 .bad{color:#b00020;font-weight:600} .ok{color:#1b7f3a}
 .flag{display:inline-block;background:#fde7e9;color:#8a1020;border-radius:4px;padding:0 5px;
 margin:1px;font-size:12px}

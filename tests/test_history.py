@@ -105,3 +105,17 @@ def test_dvc_workspace_with_new_results_is_the_latest():
 @pytest.mark.parametrize("doc", [[], {"rev": "workspace", "data": {}}])
 def test_parse_tolerates_empty_documents(doc):
     assert history.parse_dvc_exp_show(doc) == []
+
+
+def test_every_check_appends_a_record(tmp_path, capsys):
+    from tests.test_dashboard import _report
+
+    _report(tmp_path)  # an output folder with GT
+    results = tmp_path / "out" / "extraction_results.json"
+    assert main(["check", "--results", str(results), "--label", "first"]) == 0
+    assert main(["check", "--results", str(results), "--no-dashboard"]) == 0
+    runs = history.load()
+    assert len(runs) == 2 and runs[0]["label"] == "first"
+    assert runs[0]["input_dir"] == str(tmp_path / "in") and "mean_iou" in runs[0]["metrics"]
+    assert main(["trend"]) == 0  # the same results twice: no regression
+    assert "no regression" in capsys.readouterr().out
