@@ -171,7 +171,7 @@ def test_weak_foreground_connected_to_a_figure_extends_its_box(dcfg):
     assert not grown[20:60, 20:60].any()
 
 
-def _face_character_and(top: int, x0: int, x1: int) -> list:
+def _face_character_and(top: int, x0: int, x1: int, refit: bool = False) -> list:
     """Characters of one face at x 100..160 (body x 60..190 from y 80) plus foreground
     rows ``top``.. columns ``x0``..``x1`` (a neighbour or a part of the face character)."""
     faces = {("animeface", 1.0): [Detection((100, 100, 160, 160), 0.99, "face", "animeface")]}
@@ -180,7 +180,7 @@ def _face_character_and(top: int, x0: int, x1: int) -> list:
     prob[80:, 60:190] = 1.0
     prob[top:, x0:x1] = 1.0
     cfg = {"proposal_core_faces": 1.0, "proposal_min_width_faces": 1.2}
-    cfg["proposal_max_top_faces"] = 0.5
+    cfg.update(proposal_max_top_faces=0.5, refit_beside_faceless=refit)
     return build_characters(fused, (600, 500), cfg, Foreground(prob, (600, 500)))
 
 
@@ -190,6 +190,11 @@ def test_faceless_neighbour_under_an_overreaching_box_is_found():
     assert chars[0].box[2] > 250  # the overreaching box
     assert [c.face_box is not None for c in chars] == [True, False]
     assert chars[1].box[0] == pytest.approx(190, abs=10) and chars[1].box[1] <= 100
+
+
+def test_faceless_neighbour_bounds_the_face_characters_territory():
+    chars = _face_character_and(top=90, x0=190, x1=330, refit=True)
+    assert len(chars) == 2 and chars[0].box[2] <= 205 < chars[1].box[2]
 
 
 def test_leftover_body_below_a_face_is_not_a_character():

@@ -360,6 +360,13 @@ def foreground_proposals(fg: Foreground, cfg: dict) -> list[tuple[BoxXYXY, float
     return out
 
 
+def head_box(box: BoxXYXY, width_faces: float) -> BoxXYXY:
+    """A stand-in face (XYXY) for a face-less character box: centred at its top, one
+    ``width_faces``-th of its width wide (the inverse of the prior box's width)."""
+    cx, fw = (box[0] + box[2]) / 2, (box[2] - box[0]) / width_faces
+    return (cx - fw / 2, box[1], cx + fw / 2, box[1] + fw)
+
+
 def explained_box(ch: Character, core_faces: float) -> BoxXYXY:
     """The part of a character's box (XYXY) that surely belongs to it: for a face character
     with ``core_faces`` > 0 the band ``core_faces`` face widths either side of the face centre
@@ -450,6 +457,17 @@ def build_characters(
             )
         )
         explained.append(chars[-1].box)
+    faceless = chars[len(kept) :]
+    if faceless and cfg.get("refit_beside_faceless", False):
+        # face-less figures are neighbours too: refit the face characters' territories
+        width_faces = float(cfg.get("width_faces", 2.6))
+        heads = [head_box(c.box, width_faces) for c in faceless]
+        chars = [
+            face_character(
+                f, [b for b in boxes if b is not f.detection.box] + heads, image_hw, fg, cfg
+            )
+            for f in kept
+        ] + faceless
     return sorted(chars, key=lambda c: (c.box[0] + c.box[2]) / 2)
 
 
