@@ -222,7 +222,9 @@ def notify_extraction(
         if credentials is None:
             return 0
         s = _settings(cfg)
-        sent = int(send_message(extraction_summary(doc, out_dir, report), cfg, credentials))
+        if not send_message(extraction_summary(doc, out_dir, report), cfg, credentials):
+            return 0  # unreachable or rejected: do not wait for the crops too
+        sent = 1
         for source, ch in pick_crops(doc, report, int(s["max_images"])):
             try:
                 crop = np.asarray(kio.decode_image(kio.read_bytes(Path(out_dir) / ch["crop"])).rgb)
