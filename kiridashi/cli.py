@@ -169,14 +169,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # Hydra overrides may also follow options (`extract IN OUT --no-check seg=...`), which a
+    # positional nargs="*" does not collect
+    unknown = [x for x in extra if x.startswith("-") or not hasattr(args, "overrides")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     setup_logging(args.verbose)
-    from kiridashi.pipeline import OutputWriteError
+    from kiridashi.pipeline import FATAL, fatal_message
 
     try:
         return int(args.func(args) or 0)
-    except OutputWriteError as exc:
-        print(f"error: {exc.strerror}", file=sys.stderr)
+    except FATAL as exc:
+        print(f"error: {fatal_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -10,6 +10,7 @@ everything finished before the interruption.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import errno
 import functools
@@ -28,6 +29,7 @@ from kiridashi import __version__
 from kiridashi import io as kio
 from kiridashi.cache import ResultCache, params_digest, resolve_cache_dir
 from kiridashi.config import resolve_models_dir
+from kiridashi.models import ModelError
 from kiridashi.runner import SCHEMA_VERSION, STEPS, Runner, Skipped, Source, output_stem
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,9 @@ def report_counts(runner: Runner, steps: Iterable[str] = STEPS) -> str:
         for s in steps
         for c in [runner.counts[s]]
     ]
+    for kind, (computed, reused) in sorted(runner.cache.stats.by_kind.items()):
+        if "." in kind and kind.split(".", 1)[0] in steps:  # sub-results, e.g. one detector
+            lines.append(f"  {kind}: computed {computed}, reused {reused}")
     if runner.cache.stats.corrupt:
         lines.append(f"cache: {runner.cache.stats.corrupt} corrupt entries dropped and recomputed")
     return "\n".join(lines)
@@ -130,6 +135,23 @@ class OutputWriteError(OSError):
 
 
 _FATAL_ERRNOS = {errno.EACCES, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EPERM}
+# errors that concern every image alike (an unwritable output folder, a missing model file):
+# the run stops once with the reason instead of skipping image after image
+FATAL = (OutputWriteError, ModelError)
+
+
+def fatal_message(exc: BaseException) -> str:
+    """One line for the user."""
+    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)).splitlines()[0]
+
+
+@contextlib.contextmanager
+def exit_on_fatal():
+    """For DVC stage entry points: a fatal error ends the process with ``error: <reason>``."""
+    try:
+        yield
+    except FATAL as exc:
+        raise SystemExit(f"error: {fatal_message(exc)}") from None
 
 
 def attempt(
@@ -150,7 +172,7 @@ def attempt(
         if on_result is not None:
             on_result(src, value, record)
         return record
-    except OutputWriteError:
+    except FATAL:
         raise
     except (Skipped, kio.BadInput) as exc:
         if isinstance(exc, kio.BadInput):
@@ -180,12 +202,18 @@ def _worker_init(cfg: dict, step: str, on_result) -> None:
     _WORKER.update(runner=make_runner(cfg), step=step, on_result=on_result)
 
 
-def _worker_run(src: Source, record: dict) -> tuple[dict, dict]:
+def _worker_run(src: Source, record: dict) -> tuple[dict, dict, dict]:
+    """One image in a worker: its record, the step counts and the cache sub-result counts."""
     runner: Runner = _WORKER["runner"]
     before = {s: Counter(c) for s, c in runner.counts.items()}
+    kinds_before = {k: list(v) for k, v in runner.cache.stats.by_kind.items()}
     record = attempt(runner, _WORKER["step"], src, record, _WORKER["on_result"])
     delta = {s: dict(runner.counts[s] - before[s]) for s in runner.counts}
-    return record, delta
+    kinds = {
+        k: [v[0] - kinds_before.get(k, [0, 0])[0], v[1] - kinds_before.get(k, [0, 0])[1]]
+        for k, v in runner.cache.stats.by_kind.items()
+    }
+    return record, delta, kinds
 
 
 def run_step(
@@ -229,12 +257,20 @@ def run_step(
         for fut in as_completed(futures):
             i = futures[fut]
             try:
-                record, delta = fut.result()
+                record, delta, kinds = fut.result()
+            except FATAL:
+                for other in futures:
+                    other.cancel()
+                raise
             except Exception as exc:  # noqa: BLE001 - a crashed worker loses one image only
                 record = records[i]
                 record.update(status="skipped", reason=f"{step} worker failed: {exc}")
-                delta = {step: {"skipped": 1}}
+                delta, kinds = {step: {"skipped": 1}}, {}
                 log.error("skipped %s: %s", sources[i].rel, record["reason"])
+            for kind, (computed, reused) in kinds.items():
+                slot = runner.cache.stats.by_kind.setdefault(kind, [0, 0])
+                slot[0] += computed
+                slot[1] += reused
             records[i].clear()
             records[i].update(record)
             for s, counts in delta.items():
@@ -271,7 +307,8 @@ def run_manifest_stage(
         report = {k: v for k, v in upstream.items() if k not in ("items", "params")}
     cfg = _stage_cfg(step, params, upstream)
     runner = make_runner(cfg)
-    run_step(runner, step, sources, records, describe, jobs=int(cfg.get("jobs", 1)))
+    with exit_on_fatal():
+        run_step(runner, step, sources, records, describe, jobs=int(cfg.get("jobs", 1)))
     manifest = {
         "schema_version": SCHEMA_VERSION,
         **report,
@@ -430,9 +467,10 @@ def stage_merge(params: dict, upstream_dir: Path, out_dir: Path) -> dict:
     report = {k: v for k, v in upstream.items() if k not in ("items", "params")}
     cfg = _stage_cfg("merge", params, upstream)
     runner = make_runner(cfg)
-    doc = write_results(
-        Path(out_dir), sources, records, report, runner, jobs=int(cfg.get("jobs", 1))
-    )
+    with exit_on_fatal():
+        doc = write_results(
+            Path(out_dir), sources, records, report, runner, jobs=int(cfg.get("jobs", 1))
+        )
     print(report_counts(runner, ["merge"]))
     print("\n".join(summary_lines(doc, out_dir)))
     return doc

@@ -104,6 +104,19 @@ class Runner:
     def versions(self) -> dict[str, str]:
         return {step: code_version(*mods) for step, mods in STEP_CODE.items()}
 
+    @cached_property
+    def memo_version(self) -> str:
+        """Code version of the segmenter's own sub-results (e.g. SAM image embeddings).
+
+        A backend class may list the modules its memoised values depend on in ``MEMO_MODULES``,
+        so that editing another backend keeps them; otherwise the whole segment step counts.
+        """
+        from kiridashi.detectors.base import import_target
+
+        target = (self.cfg.get("segment") or {}).get("_target_")
+        modules = getattr(import_target(target), "MEMO_MODULES", None) if target else None
+        return code_version(*(modules or STEP_CODE["segment"]))
+
     # -- keys ------------------------------------------------------------------------------
     def key(self, step: str, upstream: str, params_of: str | None = None) -> str:
         params = self.cfg[params_of or step]
@@ -189,7 +202,7 @@ class Runner:
             det = self.detect(src)
             characters = [Character.from_dict(c) for c in det["characters"]]
             reset_rng()
-            memo = ImageMemo(self.cache, "segment", self.versions["segment"], keys["preprocess"])
+            memo = ImageMemo(self.cache, "segment", self.memo_version, keys["preprocess"])
             soft = segment_image(image, characters, self.cfg["segment"], self.models_dir, memo)
             masks = [(np.clip(m, 0, 1) * 255).round().astype(np.uint8) for m in soft]
             return {"masks": masks, "characters": det["characters"]}

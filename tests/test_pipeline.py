@@ -143,3 +143,19 @@ def test_large_image_keeps_full_resolution_mask(quirks_dir, tmp_path, cfg):
     doc = extract(src, tmp_path / "out", cfg)
     assert doc["images"][0]["status"] == "ok"
     assert Image.open(tmp_path / "out" / "masks" / "q17_large_6000x4000.png").size == (6000, 4000)
+
+
+def test_missing_model_stops_the_run_once_with_one_line(
+    sample_images, tmp_path, monkeypatch, capsys
+):
+    """A missing model file concerns every image: one error line and exit 2, not N skips."""
+    from kiridashi.cli import main
+
+    monkeypatch.setenv("KIRIDASHI_MODELS_DIR", str(tmp_path / "no-models"))
+    out = tmp_path / "out"
+    rc = main(["extract", str(sample_images), str(out), "segment=isnetis", "--no-check"])
+    assert rc == 2
+    errors = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1, errors
+    assert "segment.model" in errors[0] and "kiridashi models fetch isnetis" in errors[0]
+    assert not list(out.rglob(".*.tmp"))

@@ -85,6 +85,9 @@ class IsnetisSegmenter:
     box_margin: share of a box's size it is grown by before claiming pixels.
     """
 
+    # cached image-level values depend only on this module (and the model file)
+    MEMO_MODULES = ("kiridashi.segmenters.isnetis",)
+
     CONTEXT = ("models_dir",)
 
     def __init__(

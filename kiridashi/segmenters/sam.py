@@ -267,6 +267,9 @@ class SamSegmenter:
         (``null``: no clipping).
     """
 
+    # cached image-level values depend only on this module (and the model file)
+    MEMO_MODULES = ("kiridashi.segmenters.sam",)
+
     CONTEXT = ("models_dir",)
 
     def __init__(
