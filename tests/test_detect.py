@@ -299,3 +299,15 @@ def test_yolo_random_init_runs_through_the_interface(dcfg, tmp_path):
     assert isinstance(out, list)
     for d in out:
         assert d.label == "person" and 0 <= d.box[0] <= d.box[2] <= 320
+
+
+def test_bench_box_coverage_counts_mask_pixels_inside_boxes():
+    from bench.detect_eval import GtCharacter
+
+    mask = np.zeros((10, 20), bool)
+    mask[:, :10] = True  # 100 px in the left half of the box (x 5..25, y 0..10)
+    gt = GtCharacter((5, 0, 25, 10), mask)
+    assert gt.coverage([(5, 0, 25, 10)]) == 1.0
+    assert gt.coverage([(5, 5, 25, 10)]) == pytest.approx(0.5)  # the top half is cut off
+    assert gt.coverage([(0, 0, 10, 10), (10, 0, 12, 10)]) == pytest.approx(0.7)  # union
+    assert gt.coverage([]) == 0.0
