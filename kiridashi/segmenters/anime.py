@@ -1,128 +1,292 @@
-"""The default segmenter: anime-aware GrabCut seeded by detections (no downloaded weights).
+"""The default segmenter: region graph cut seeded by the detections (no downloaded weights).
 
-Seeds (at a reduced work size, then refined at full size):
+Per image (all characters together, at a work copy whose long side is ``work_side``):
 
-- sure background: outside every character's box grown by ``box_margin`` (x its size), except
-  below a character when the box reaches the bottom (sprites are cut by the frame);
-- sure foreground: the face box core, confident face/pose keypoints and the torso column
-  under the face (anime proportions: the body hangs below the head);
-- probable foreground/background: the rest of the boxes.
+1. area of interest: every character box grown by ``box_margin``; box sides that reach the image
+   border stay open, and (``open_boxes``) selfie foreground that continues past a box edge is
+   let in, so a box cut too short does not cut the figure. Outside it is sure background.
+2. watershed superpixels (``superpixel_px`` grid) on the area plus a background ring: their
+   borders follow the line art and the flat colour regions of a drawn figure.
+3. per-region foreground log-odds from (a) MediaPipe selfie-segmentation person probability
+   (``selfie``), (b) foreground/background colour histograms re-learned from the current labels
+   (``colour``), (c) sure foreground at the face core and confident face/pose points (``seeds``).
+4. graph cut over the region adjacency graph: cutting between two regions costs their border
+   length times their colour similarity (``pairwise``); repeated ``iterations`` times with
+   re-learned colours.
+5. refinement at the image's own resolution with an edge-aware guided filter (``refine``).
 
-One GrabCut models all characters together (shared colour model); the result is refined at
-the image's own resolution with an edge-aware guided filter, then each foreground pixel is given
-to the character whose face/box centre is nearest (in face widths), which splits touching
-characters. Masks are HxW float32 in [0, 1], boxes XYXY.
+Then each foreground pixel goes to the character whose face/box centre is nearest (in face
+widths), which splits touching characters. Masks are HxW float32 in [0, 1], boxes XYXY.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import cv2
 import numpy as np
 
+from kiridashi.segmenters.regions import HARD, ColourModel, min_cut, region_graph, superpixels
 from kiridashi.types import Character
 
 log = logging.getLogger(__name__)
 
 
-class AnimeGrabCut:
+def _section(value: dict | None, defaults: dict) -> dict:
+    out = dict(defaults)
+    out.update(value or {})
+    return out
+
+
+SELFIE = {"enabled": True, "weight": 1.0, "models": [0, 1], "combine": "max", "work_side": 512,
+          "clip": 3.0}  # fmt: skip
+COLOUR = {"enabled": True, "weight": 1.0, "bins": 16, "sigma": 1.0, "clip": 4.0}
+SEEDS = {"enabled": True, "face_core": 0.6, "keypoint_radius_faces": 0.06,
+         "min_keypoint_confidence": 0.6}  # fmt: skip
+PAIRWISE = {"enabled": True, "weight": 2.0}
+OPEN = {"enabled": True, "threshold": 0.5, "margin": 0.05}
+REFINE = {"enabled": True, "radius": 4, "eps": 0.01}
+SHAPE = {"enabled": True, "weight": 1.0, "head_scale": 1.6, "torso_width_faces": 1.6,
+         "column_share": 0.4}  # fmt: skip
+ENCLOSURE = {"enabled": True, "weight": 1.0, "barrier": "lines", "line_px": 5, "line_contrast": 20.0,
+             "canny": [50, 150], "close_px": 1}  # fmt: skip
+
+
+class AnimeRegionCut:
+    """See the module docstring; every step has its own config section with ``enabled``."""
+
     def __init__(
         self,
         work_side: int = 640,
-        iterations: int = 4,
+        superpixel_px: int = 6,
         box_margin: float = 0.15,
-        face_core: float = 0.6,
-        torso_width_faces: float = 0.8,
-        torso_height_faces: float = 2.5,
-        keypoint_radius_faces: float = 0.06,
-        min_keypoint_confidence: float = 0.6,
-        refine_radius: int = 4,
-        refine_eps: float = 0.01,
-        open_bottom: bool = True,
+        ring: float = 0.1,
+        iterations: int = 3,
+        bias: float = 0.0,
+        selfie: dict | None = None,
+        colour: dict | None = None,
+        seeds: dict | None = None,
+        pairwise: dict | None = None,
+        open_boxes: dict | None = None,
+        refine: dict | None = None,
+        enclosure: dict | None = None,
+        shape: dict | None = None,
     ):
         self.work_side = int(work_side)
-        self.iterations = int(iterations)
+        self.superpixel_px = int(superpixel_px)
         self.box_margin = float(box_margin)
-        self.face_core = float(face_core)
-        self.torso_w = float(torso_width_faces)
-        self.torso_h = float(torso_height_faces)
-        self.kp_radius = float(keypoint_radius_faces)
-        self.kp_conf = float(min_keypoint_confidence)
-        self.refine_radius = int(refine_radius)
-        self.refine_eps = float(refine_eps)
-        self.open_bottom = bool(open_bottom)
+        self.ring = float(ring)
+        self.iterations = int(iterations)
+        self.bias = float(bias)
+        self.selfie = _section(selfie, SELFIE)
+        self.colour = _section(colour, COLOUR)
+        self.seeds = _section(seeds, SEEDS)
+        self.pairwise = _section(pairwise, PAIRWISE)
+        self.open_boxes = _section(open_boxes, OPEN)
+        self.refine = _section(refine, REFINE)
+        self.enclosure = _section(enclosure, ENCLOSURE)
+        self.shape = _section(shape, SHAPE)
+        self._selfie_model = None
 
-    # -- seeds ---------------------------------------------------------------------------
-    def seed_mask(self, hw: tuple[int, int], characters: list[Character], s: float) -> np.ndarray:
-        """GrabCut init mask (HxW uint8 of GC_* values) at work scale ``s``."""
+    # -- priors ------------------------------------------------------------------------------
+    def person_probability(self, image: np.ndarray) -> np.ndarray | None:
+        """Selfie person probability (HxW float32 at ``image`` size) or None when disabled."""
+        if not self.selfie["enabled"]:
+            return None
+        if self._selfie_model is None:
+            from kiridashi.detectors.mediapipe_selfie import SelfieForeground
+
+            self._selfie_model = SelfieForeground(
+                "selfie", list(self.selfie["models"]), int(self.selfie["work_side"])
+            )
+        maps = self._selfie_model.probability(image)
+        prob = maps.max(0) if self.selfie["combine"] == "max" else maps.mean(0)
+        h, w = image.shape[:2]
+        return cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    def allowed_area(
+        self, hw: tuple[int, int], characters: list[Character], s: float, prob: np.ndarray | None
+    ) -> np.ndarray:
+        """HxW bool: where foreground may be (grown boxes, open borders, continuing selfie fg)."""
         h, w = hw
-        mask = np.full((h, w), cv2.GC_BGD, np.uint8)
+        allowed = np.zeros((h, w), bool)
+        core = np.zeros((h, w), bool)
         for ch in characters:
             x0, y0, x1, y1 = (v * s for v in ch.box)
             mx, my = self.box_margin * (x1 - x0), self.box_margin * (y1 - y0)
-            bottom = h if (self.open_bottom and y1 >= h - 2) else y1 + my
-            ys, ye = int(max(0, y0 - my)), int(min(h, bottom))
-            xs, xe = int(max(0, x0 - mx)), int(min(w, x1 + mx))
-            region = mask[ys:ye, xs:xe]
-            region[region == cv2.GC_BGD] = cv2.GC_PR_BGD
-        for ch in characters:
-            self._foreground_seeds(mask, ch, s)
-        return mask
+            xs, xe = int(max(0, x0 - mx)), int(min(w, np.ceil(x1 + mx)))
+            ys, ye = int(max(0, y0 - my)), int(min(h, np.ceil(y1 + my)))
+            allowed[ys:ye, xs:xe] = True
+            core[int(max(0, y0)) : int(min(h, y1)), int(max(0, x0)) : int(min(w, x1))] = True
+        if prob is not None and self.open_boxes["enabled"]:
+            fg = (prob >= float(self.open_boxes["threshold"])).astype(np.uint8)
+            n, comp = cv2.connectedComponents(fg, connectivity=8)
+            touching = np.unique(comp[core & (fg > 0)])
+            extra = np.isin(comp, touching[touching > 0])
+            r = max(1, int(float(self.open_boxes["margin"]) * max(h, w)))
+            k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+            allowed |= cv2.dilate(extra.astype(np.uint8), k).astype(bool)
+        return allowed
 
-    def _foreground_seeds(self, mask: np.ndarray, ch: Character, s: float) -> None:
-        h, w = mask.shape
-        if ch.face_box is None:
+    def body_prior(self, hw: tuple[int, int], characters: list[Character], s: float):
+        """HxW float32 in {0, 1}: where an anime body usually is (head around the face, torso
+        column below it to the box bottom; the box's central column without a face)."""
+        h, w = hw
+        prior = np.zeros((h, w), np.uint8)
+        cfg = self.shape
+        for ch in characters:
             x0, y0, x1, y1 = (v * s for v in ch.box)
-            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-            rx, ry = 0.15 * (x1 - x0), 0.2 * (y1 - y0)
-            cv2.ellipse(mask, (int(cx), int(cy)), (int(rx), int(ry)), 0, 0, 360,
-                        cv2.GC_PR_FGD, -1)  # fmt: skip
-            return
-        fx0, fy0, fx1, fy1 = (v * s for v in ch.face_box)
-        fw, fh = fx1 - fx0, fy1 - fy0
-        cx, cy = (fx0 + fx1) / 2, (fy0 + fy1) / 2
-        # torso column below the face: probable foreground
-        tx0, tx1 = int(cx - self.torso_w * fw / 2), int(cx + self.torso_w * fw / 2)
-        ty0, ty1 = int(fy1), int(min(h, fy1 + self.torso_h * fh))
-        sub = mask[max(0, ty0) : ty1, max(0, tx0) : min(w, tx1)]
-        sub[sub != cv2.GC_FGD] = cv2.GC_PR_FGD
-        # whole face box: probable foreground; its core: sure foreground
-        sub = mask[int(max(0, fy0)) : int(fy1), int(max(0, fx0)) : int(fx1)]
-        sub[sub != cv2.GC_FGD] = cv2.GC_PR_FGD
-        c = self.face_core / 2
-        cv2.ellipse(mask, (int(cx), int(cy)), (max(1, int(c * fw)), max(1, int(c * fh))), 0, 0, 360,
-                    cv2.GC_FGD, -1)  # fmt: skip
-        r = max(1, int(self.kp_radius * fw))
-        for name, (x, y, *conf) in ch.keypoints.items():
-            if conf and conf[0] < self.kp_conf:
+            if ch.face_box is None:
+                half = float(cfg["column_share"]) * (x1 - x0) / 2
+                cx = (x0 + x1) / 2
+                prior[int(max(0, y0)) : int(y1), int(max(0, cx - half)) : int(cx + half)] = 1
                 continue
-            if name.startswith("face.") or name.endswith(("shoulder", "hip")):
-                xi, yi = int(x * s), int(y * s)
-                if 0 <= xi < w and 0 <= yi < h and mask[yi, xi] != cv2.GC_BGD:
-                    cv2.circle(mask, (xi, yi), r, cv2.GC_FGD, -1)
+            fx0, fy0, fx1, fy1 = (v * s for v in ch.face_box)
+            fw, fh = fx1 - fx0, fy1 - fy0
+            cx, cy = (fx0 + fx1) / 2, (fy0 + fy1) / 2
+            k = float(cfg["head_scale"]) / 2
+            cv2.ellipse(prior, (int(cx), int(cy)), (int(k * fw), int(k * fh)), 0, 0, 360, 1, -1)
+            half = float(cfg["torso_width_faces"]) * fw / 2
+            prior[int(cy) : int(max(cy, y1)), int(max(0, cx - half)) : int(cx + half)] = 1
+        return prior.astype(np.float32)
+
+    def sure_foreground(self, hw: tuple[int, int], characters: list[Character], s: float):
+        """HxW bool: face cores and confident face/shoulder/hip points (seeds)."""
+        h, w = hw
+        sure = np.zeros((h, w), np.uint8)
+        if not self.seeds["enabled"]:
+            return sure.astype(bool)
+        for ch in characters:
+            if ch.face_box is None:
+                continue
+            fx0, fy0, fx1, fy1 = (v * s for v in ch.face_box)
+            fw, fh = fx1 - fx0, fy1 - fy0
+            c = float(self.seeds["face_core"]) / 2
+            centre = (int((fx0 + fx1) / 2), int((fy0 + fy1) / 2))
+            cv2.ellipse(sure, centre, (max(1, int(c * fw)), max(1, int(c * fh))), 0, 0, 360, 1, -1)
+            r = max(1, int(float(self.seeds["keypoint_radius_faces"]) * fw))
+            for name, (x, y, *conf) in ch.keypoints.items():
+                if conf and conf[0] < float(self.seeds["min_keypoint_confidence"]):
+                    continue
+                if name.startswith("face.") or name.endswith(("shoulder", "hip")):
+                    cv2.circle(sure, (int(x * s), int(y * s)), r, 1, -1)
+        return sure.astype(bool)
+
+    def enclosed(self, image: np.ndarray, outside: np.ndarray) -> np.ndarray:
+        """HxW bool: pixels that ``outside`` (HxW bool, sure background) cannot reach without
+        crossing a barrier (dark line art or colour edges) of ``image`` (HxWx3 RGB)."""
+        cfg = self.enclosure
+        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        if cfg["barrier"] == "edges":
+            lo, hi = cfg["canny"]
+            barrier = cv2.Canny(grey, float(lo), float(hi)) > 0
+        else:
+            k = int(cfg["line_px"])
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+            blackhat = cv2.morphologyEx(grey, cv2.MORPH_BLACKHAT, kernel)
+            barrier = blackhat >= float(cfg["line_contrast"])
+        r = int(cfg["close_px"])
+        if r > 0:
+            barrier = cv2.dilate(barrier.astype(np.uint8), np.ones((2 * r + 1,) * 2, np.uint8)) > 0
+        free = (~barrier).astype(np.uint8)
+        _, comp = cv2.connectedComponents(free, connectivity=4)
+        reached = np.unique(comp[outside & (free > 0)])
+        return ~np.isin(comp, reached[reached > 0])
 
     # -- segmentation ----------------------------------------------------------------------
+    def union_mask(self, small: np.ndarray, characters: list[Character], s: float) -> np.ndarray:
+        """HxW bool foreground of all characters at the work size of ``small`` (HxWx3 RGB)."""
+        h, w = small.shape[:2]
+        prob = self.person_probability(small)
+        allowed = self.allowed_area((h, w), characters, s, prob)
+        sure = self.sure_foreground((h, w), characters, s) & allowed
+        body = self.body_prior((h, w), characters, s) if self.shape["enabled"] else None
+        ys, xs = np.nonzero(allowed)
+        if ys.size == 0:
+            return allowed
+        ring = int(self.ring * max(ys.max() - ys.min(), xs.max() - xs.min())) + 2
+        y0, y1 = max(0, ys.min() - ring), min(h, ys.max() + 1 + ring)
+        x0, x1 = max(0, xs.min() - ring), min(w, xs.max() + 1 + ring)
+        crop = np.ascontiguousarray(small[y0:y1, x0:x1])
+        allowed_c, sure_c = allowed[y0:y1, x0:x1], sure[y0:y1, x0:x1]
+        prob_c = prob[y0:y1, x0:x1] if prob is not None else None
+        body_c = body[y0:y1, x0:x1] if body is not None else None
+        fg = self._cut(crop, allowed_c, sure_c, prob_c, body_c)
+        out = np.zeros((h, w), bool)
+        out[y0:y1, x0:x1] = fg
+        return out
+
+    def _cut(
+        self,
+        image: np.ndarray,
+        allowed: np.ndarray,
+        sure: np.ndarray,
+        prob: np.ndarray | None,
+        body: np.ndarray | None,
+    ) -> np.ndarray:
+        """Graph cut of one crop (HxWx3 RGB, HxW bool masks, HxW prob or None) -> HxW bool."""
+        labels = superpixels(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), self.superpixel_px)
+        lab = cv2.cvtColor(image, cv2.COLOR_RGB2Lab).astype(np.float32)
+        graph = region_graph(labels, lab)
+        allowed_share = graph.mean(labels, allowed.astype(np.float64))
+        sure_share = graph.mean(labels, sure.astype(np.float64))
+        base = np.full(graph.n, self.bias)
+        if prob is not None:
+            clip = float(self.selfie["clip"])
+            p = np.clip(prob.astype(np.float64), 1e-4, 1 - 1e-4)
+            logit = np.clip(np.log(p / (1 - p)), -clip, clip)
+            base += float(self.selfie["weight"]) * graph.mean(labels, logit)
+        if body is not None:
+            base += float(self.shape["weight"]) * graph.mean(labels, body)
+        if self.enclosure["enabled"]:
+            inside = self.enclosed(image, ~allowed).astype(np.float64)
+            base += float(self.enclosure["weight"]) * (2 * graph.mean(labels, inside) - 1)
+        weights = np.zeros(len(graph.edges))
+        if self.pairwise["enabled"]:
+            diff = graph.colour[graph.edges[:, 0]] - graph.colour[graph.edges[:, 1]]
+            d2 = (diff**2).sum(1)
+            beta = 1.0 / (2.0 * max(float(np.average(d2, weights=graph.border)), 1e-6))
+            weights = float(self.pairwise["weight"]) * graph.border * np.exp(-beta * d2)
+        hard_bg = allowed_share < 0.5
+        hard_fg = (sure_share > 0.5) & ~hard_bg
+        # first colour model: selfie probability (or the allowed area) vs the outside ring
+        fg_w = (prob if prob is not None else np.full(allowed.shape, 0.5)) * allowed
+        fg_w = np.maximum(fg_w, sure)
+        bg_w = (~allowed).astype(np.float64)
+        if prob is not None:
+            bg_w = bg_w + (1 - prob) * allowed
+        colour = ColourModel(int(self.colour["bins"]), float(self.colour["sigma"]))
+        fg_regions = allowed_share >= 0.5
+        for _ in range(max(1, self.iterations)):
+            unary = base.copy()
+            if self.colour["enabled"]:
+                colour.fit(image, fg_w, bg_w)
+                clip = float(self.colour["clip"])
+                ratio = np.clip(colour.log_ratio(image), -clip, clip).astype(np.float64)
+                unary += float(self.colour["weight"]) * graph.mean(labels, ratio)
+            unary *= graph.area
+            unary[hard_bg] = -HARD
+            unary[hard_fg] = HARD
+            fg_regions = min_cut(unary, graph.edges, weights)
+            fg_px = fg_regions[labels]
+            fg_w, bg_w = fg_px.astype(np.float64), (~fg_px).astype(np.float64)
+            if not self.colour["enabled"]:
+                break
+        return fg_regions[labels]
+
     def union_soft(self, image: np.ndarray, characters: list[Character]) -> np.ndarray:
-        """Soft foreground of all characters together (HxW float32, full size)."""
+        """Soft foreground of all characters together (HxW float32, ``image`` size)."""
         h, w = image.shape[:2]
         s = min(1.0, self.work_side / max(h, w))
         small = cv2.resize(image, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-        init = self.seed_mask(small.shape[:2], characters, s)
-        mask = init.copy()
-        if (mask == cv2.GC_PR_BGD).any() and ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).any():
-            bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-            bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
-            cv2.grabCut(bgr, mask, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)
-        fg = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.float32)
+        fg = self.union_mask(small, characters, s).astype(np.float32)
         soft = cv2.resize(fg, (w, h), interpolation=cv2.INTER_LINEAR)
-        if self.refine_radius > 0:
+        if self.refine["enabled"] and int(self.refine["radius"]) > 0:
             guide = image.astype(np.float32) / 255.0
-            r = max(1, int(round(self.refine_radius / max(s, 1e-6) * 0.5)))
-            soft = cv2.ximgproc.guidedFilter(guide, soft, r, self.refine_eps)
-        allowed = cv2.resize((init != cv2.GC_BGD).astype(np.uint8), (w, h),
-                             interpolation=cv2.INTER_NEAREST)  # fmt: skip
-        return np.clip(soft, 0.0, 1.0) * allowed
+            r = max(1, int(round(int(self.refine["radius"]) / max(s, 1e-6) * 0.5)))
+            soft = cv2.ximgproc.guidedFilter(guide, soft, r, float(self.refine["eps"]))
+        return np.clip(soft, 0.0, 1.0)
 
     @staticmethod
     def split(soft: np.ndarray, characters: list[Character]) -> list[np.ndarray]:
@@ -148,6 +312,8 @@ class AnimeGrabCut:
         owner = np.argmin(np.stack(np.broadcast_arrays(*costs)), axis=0)
         return [soft * (owner == k) for k in range(len(characters))]
 
-    def segment(self, image: np.ndarray, characters: list[Character], memo) -> list[np.ndarray]:
+    def segment(
+        self, image: np.ndarray, characters: list[Character], memo: Any
+    ) -> list[np.ndarray]:
         soft = self.union_soft(image, characters)
         return [m.astype(np.float32) for m in self.split(soft, characters)]
