@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from kiridashi import io as kio
-from kiridashi.detectors import DetectResult, detect_image
-from kiridashi.detectors.base import build, build_enabled
+from kiridashi.detectors import DetectResult, detect_image, foreground_region
+from kiridashi.detectors.base import build, build_enabled, detect_at_scale
 from kiridashi.detectors.characters import Foreground, build_characters, grow_into
 from kiridashi.detectors.fusion import fuse
 from kiridashi.metrics import box_iou, mask_box
@@ -311,3 +311,33 @@ def test_bench_box_coverage_counts_mask_pixels_inside_boxes():
     assert gt.coverage([(5, 5, 25, 10)]) == pytest.approx(0.5)  # the top half is cut off
     assert gt.coverage([(0, 0, 10, 10), (10, 0, 12, 10)]) == pytest.approx(0.7)  # union
     assert gt.coverage([]) == 0.0
+
+
+class _CornerDetector:
+    """Finds one "face" at x 10..20, y 5..15 of whatever image it is given."""
+
+    name = "corner"
+
+    def __init__(self):
+        self.shapes: list[tuple[int, ...]] = []
+
+    def detect(self, image):
+        self.shapes.append(image.shape)
+        return [Detection((10, 5, 20, 15), 0.9, "face", "corner", keypoints={"p": (15, 10, 1.0)})]
+
+
+def test_detection_in_a_region_comes_back_in_full_image_pixels():
+    det = _CornerDetector()
+    image = np.zeros((200, 400, 3), np.uint8)
+    (d,) = detect_at_scale(det, image, 0.5, 1.0, region=(100, 40, 300, 200))
+    assert det.shapes == [(80, 100, 3)]  # the region, at the scale of the whole image
+    assert d.box == pytest.approx((120, 50, 140, 70)) and d.keypoints["p"][:2] == (130, 60)
+
+
+def test_foreground_region_is_the_grown_foreground_box():
+    prob = np.zeros((100, 200), np.float32)
+    prob[20:60, 50:80] = 0.35  # permissive map only
+    fg = Foreground(np.zeros_like(prob), (200, 400), prob)
+    assert foreground_region(fg, {"threshold": 0.3, "margin": 0.05}) == (80, 20, 180, 140)
+    assert foreground_region(Foreground(np.zeros_like(prob), (200, 400)), {}) is None
+    assert foreground_region(None, {}) is None

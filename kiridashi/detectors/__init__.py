@@ -73,25 +73,52 @@ def work_factor(image_hw: tuple[int, int], work_side: int, scale: float) -> floa
     return base * float(scale)
 
 
+def foreground_region(fg: Foreground | None, cfg: dict) -> tuple[int, int, int, int] | None:
+    """XYXY int box (image px) around the foreground - permissive map >= ``threshold`` - grown
+    by ``margin`` of the image's long side; None (search the whole image) without a map or
+    without foreground pixels. ``cfg`` is ``detect.foreground_region``."""
+    if fg is None:
+        return None
+    ys, xs = np.nonzero(fg.any_map >= float(cfg.get("threshold", 0.3)))
+    if len(xs) == 0:
+        return None
+    h, w = fg.image_hw
+    pad = float(cfg.get("margin", 0.05)) * max(h, w)
+    x0, y0, x1, y1 = fg.to_image((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
+    return (
+        int(max(0, np.floor(x0 - pad))),
+        int(max(0, np.floor(y0 - pad))),
+        int(min(w, np.ceil(x1 + pad))),
+        int(min(h, np.ceil(y1 + pad))),
+    )
+
+
 def raw_detections(
-    image: np.ndarray, cfg: dict, models_dir: Path, memo: Memo
+    image: np.ndarray, cfg: dict, models_dir: Path, memo: Memo, fg: Foreground | None = None
 ) -> dict[tuple[str, float], list[Detection]]:
-    """(detector, scale) -> detections in full-image pixels, each pair cached on its own."""
+    """(detector, scale) -> detections in full-image pixels, each pair cached on its own.
+
+    A detector with ``within_foreground: true`` searches only :func:`foreground_region` of
+    ``fg`` (at the scale of the whole image), which saves the slow ones most of the frame."""
     work_side = int(cfg.get("work_side", 0))
     scales = [float(s) for s in cfg.get("scales", [1.0])]
     detectors = build_enabled(cfg.get("detectors", {}), models_dir=Path(models_dir))
+    fg_region = foreground_region(fg, cfg.get("foreground_region") or {})
     runs: dict[tuple[str, float], list[Detection]] = {}
     for name, det in detectors.items():
         if getattr(det, "per_character", False):
             continue
         params = constructor_params(cfg["detectors"][name])
+        region = fg_region if cfg["detectors"][name].get("within_foreground", False) else None
         for scale in scales:
             factor = work_factor(image.shape[:2], work_side, scale)
 
-            def compute(det=det, factor=factor, scale=scale) -> list[dict]:
-                return [d.to_dict() for d in detect_at_scale(det, image, factor, scale)]
+            def compute(det=det, factor=factor, scale=scale, region=region) -> list[dict]:
+                return [d.to_dict() for d in detect_at_scale(det, image, factor, scale, region)]
 
             key = {"detector": name, "params": params, "scale": scale, "work_side": work_side}
+            if region is not None:
+                key["region"] = list(region)
             found = memo(f"raw.{name}", key, compute)
             runs[(name, scale)] = [Detection.from_dict(d) for d in found]
     return runs
@@ -203,7 +230,8 @@ def detect_image(image: np.ndarray, cfg: dict, models_dir: Path, memo: Memo) -> 
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"detect_image needs an HxWx3 uint8 RGB image, got {image.shape}")
     h, w = image.shape[:2]
-    runs = raw_detections(image, cfg, models_dir, memo)
+    fg = foreground(image, cfg, memo)
+    runs = raw_detections(image, cfg, models_dir, memo, fg)
     weights = {n: float(d.get("weight", 1.0)) for n, d in (cfg.get("detectors") or {}).items()}
     fcfg = cfg.get("fusion") or {}
     fused = fuse(
@@ -214,7 +242,6 @@ def detect_image(image: np.ndarray, cfg: dict, models_dir: Path, memo: Memo) -> 
         skip_box_thr=float(fcfg.get("skip_box_thr", 0.0)),
         conf_type=str(fcfg.get("conf_type", "avg")),
     )
-    fg = foreground(image, cfg, memo)
     characters = build_characters(fused, (h, w), cfg.get("character") or {}, fg)
     counts: dict[str, int] = {}
     for (name, _), dets in runs.items():

@@ -21,9 +21,10 @@ from kiridashi.types import BoxXYXY, Detection
 
 log = logging.getLogger(__name__)
 
-# keys of a detector's config entry that are not constructor arguments (and do not change its
-# raw output, so they are left out of the memo key too)
-META_KEYS = frozenset({"_target_", "enabled", "weight"})
+# keys of a detector's config entry that are not constructor arguments (left out of the memo key:
+# `enabled` / `weight` do not change its raw output; `within_foreground` puts the searched region
+# into the key instead)
+META_KEYS = frozenset({"_target_", "enabled", "weight", "within_foreground"})
 
 
 @runtime_checkable
@@ -113,24 +114,41 @@ def scale_image(image: np.ndarray, factor: float) -> np.ndarray:
     return cv2.resize(image, size, interpolation=interp)
 
 
-def rescale(det: Detection, fx: float, fy: float, scale_tag: float) -> Detection:
-    """``det`` with x multiplied by ``fx``, y by ``fy``, tagged with ``scale_tag``."""
+def rescale(
+    det: Detection,
+    fx: float,
+    fy: float,
+    scale_tag: float,
+    origin: tuple[float, float] = (0.0, 0.0),
+) -> Detection:
+    """``det`` with x multiplied by ``fx``, y by ``fy``, then shifted by ``origin`` (x, y: where
+    a crop starts), tagged with ``scale_tag``."""
     x0, y0, x1, y1 = det.box
+    ox, oy = float(origin[0]), float(origin[1])
     return Detection(
-        box=(float(x0) * fx, float(y0) * fy, float(x1) * fx, float(y1) * fy),
+        box=(float(x0) * fx + ox, float(y0) * fy + oy, float(x1) * fx + ox, float(y1) * fy + oy),
         score=float(det.score),
         label=det.label,
         detector=det.detector,
         scale=float(scale_tag),
-        keypoints={k: (v[0] * fx, v[1] * fy, float(v[2])) for k, v in det.keypoints.items()},
+        keypoints={
+            k: (v[0] * fx + ox, v[1] * fy + oy, float(v[2])) for k, v in det.keypoints.items()
+        },
     )
 
 
 def detect_at_scale(
-    detector: Detector, image: np.ndarray, factor: float, scale_tag: float
+    detector: Detector,
+    image: np.ndarray,
+    factor: float,
+    scale_tag: float,
+    region: tuple[int, int, int, int] | None = None,
 ) -> list[Detection]:
-    """Run ``detector`` on ``image`` resized by ``factor``; boxes in ``image``'s pixels."""
-    scaled = scale_image(image, factor)
-    fx = image.shape[1] / float(scaled.shape[1])
-    fy = image.shape[0] / float(scaled.shape[0])
-    return [rescale(d, fx, fy, scale_tag) for d in detector.detect(scaled)]
+    """Run ``detector`` on ``image`` (or its XYXY ``region``) resized by ``factor``; boxes in
+    ``image``'s pixels."""
+    x0, y0 = (region[0], region[1]) if region else (0, 0)
+    part = image[region[1] : region[3], region[0] : region[2]] if region else image
+    scaled = np.ascontiguousarray(scale_image(part, factor))
+    fx = part.shape[1] / float(scaled.shape[1])
+    fy = part.shape[0] / float(scaled.shape[0])
+    return [rescale(d, fx, fy, scale_tag, (x0, y0)) for d in detector.detect(scaled)]

@@ -53,10 +53,7 @@ def find_face(
             for d in det.detect(scaled):
                 if d.label != "face" or d.score < min_score:
                     continue
-                d = rescale(d, fx, fy, 1.0)
-                b = d.box
-                d.box = (b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0)
-                d.keypoints = {k: (v[0] + x0, v[1] + y0, v[2]) for k, v in d.keypoints.items()}
+                d = rescale(d, fx, fy, 1.0, (x0, y0))
                 if best is None or d.score > best.score:
                     best = d
     return best
