@@ -28,6 +28,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from kiridashi.pipeline import RESULTS, extract
 
     cfg = compose(args.overrides)
+    if args.overlays:
+        cfg["evaluate"] = {**cfg.get("evaluate", {}), "overlays": True}
     doc = extract(Path(args.input_dir), Path(args.output_dir), cfg)
     results = Path(args.output_dir) / RESULTS
     report = None
@@ -36,6 +38,12 @@ def cmd_extract(args: argparse.Namespace) -> int:
         if report["summary"]["scored"]:
             print(summary_text(report))
         print(f"report: {results.parent / 'unified_quality_report.json'}")
+    elif args.overlays:
+        from kiridashi.overlay import overlay_results
+
+        overlay_results(results)
+    if args.overlays:
+        print(f"overlays: {results.parent / 'overlays'}")
     _notify_extraction(doc, Path(args.output_dir), cfg, report)
     return 0
 
@@ -122,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output_dir")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. segment=sam_vit_b")
     p.add_argument("--no-check", action="store_true", help="skip the quality report")
+    p.add_argument(
+        "--overlays",
+        action="store_true",
+        help="also draw debug overlays (boxes, face points, pose bones, mask outline) in overlays/",
+    )
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("check", help="unified quality report of an output folder")

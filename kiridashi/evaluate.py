@@ -360,4 +360,9 @@ def run_evaluation(
         from kiridashi.report import HISTORY_RUNS, write_dashboard
 
         write_dashboard(report, report_dir / "dashboard.html", runs[-HISTORY_RUNS:])
+    if cfg.get("overlays", False):
+        from kiridashi.overlay import overlay_results
+
+        written = overlay_results(results_path, report_dir / "overlays")
+        log.info("%d debug overlays in %s", len(written), report_dir / "overlays")
     return report

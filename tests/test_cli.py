@@ -33,3 +33,11 @@ def test_unknown_option_is_an_error(seen, capsys):
         cli.main(["extract", "in", "out", "--bogus"])
     assert exc.value.code == 2
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_extract_overlays_option_draws_one_overlay_per_image(sample_images, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["extract", str(sample_images), str(out), "--no-check", "--overlays"]) == 0
+    images = sorted(p.stem for p in sample_images.glob("*.jpg"))
+    assert sorted(p.stem for p in (out / "overlays").glob("*.png")) == images
+    assert f"overlays: {out / 'overlays'}" in capsys.readouterr().out
