@@ -175,6 +175,14 @@ def discover(root: Path) -> Discovery:
             skipped.append(Skip(rel, f"dangling symlink -> {os.readlink(path)}"))
             continue
         gt, notes = find_ground_truth(path)
+        stub = link_stub_target(path)
+        if stub is not None:
+            if not (path.parent / stub).is_file():
+                skipped.append(
+                    Skip(rel, f"dangling link (symlink stored as a text file) -> {stub}")
+                )
+                continue
+            notes.append(f"symlink stored as a text file (git core.symlinks=false) -> {stub}")
         items.append(ImageItem(rel=rel, path=path, gt_path=gt, notes=notes))
     used = {item.gt_path for item in items if item.gt_path is not None}
     stems = {(item.path.parent, item.path.stem.lower()) for item in items}
@@ -188,8 +196,39 @@ def discover(root: Path) -> Discovery:
     return Discovery(items=items, skipped=skipped, unmatched_gt=unmatched)
 
 
+LINK_STUB_MAX_BYTES = 1024
+
+
+def link_stub_target(path: Path, data: bytes | None = None) -> str | None:
+    """The target written in a *symlink stub*, else None.
+
+    Git checks a symbolic link out as a small text file holding the link's target when symlinks
+    are not available (``core.symlinks=false``: Windows drives, some WSL and zip/copy round
+    trips). Such a file has no image signature and one line of relative-path text.
+    """
+    if data is None:
+        try:
+            if Path(path).stat().st_size > LINK_STUB_MAX_BYTES:
+                return None
+            data = Path(path).read_bytes()
+        except OSError:
+            return None
+    if not data or len(data) > LINK_STUB_MAX_BYTES or sniff_format(data) is not None:
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if "\n" in text or "\0" in text or text.strip() != text or text.startswith("/"):
+        return None
+    return text if Path(text).suffix.lower() in IMAGE_EXTENSIONS else None
+
+
 def read_bytes(path: Path) -> bytes:
-    """File contents; raises BadInput with a reason for missing, unreadable or empty files."""
+    """File contents; raises BadInput with a reason for missing, unreadable or empty files.
+
+    A symlink stub (see :func:`link_stub_target`) is followed once.
+    """
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
@@ -198,6 +237,12 @@ def read_bytes(path: Path) -> bytes:
         raise BadInput(f"cannot read file: {exc.strerror or exc}") from None
     if not data:
         raise BadInput("zero-byte file")
+    target = link_stub_target(Path(path), data)
+    if target is not None:
+        try:
+            data = (Path(path).parent / target).read_bytes()
+        except OSError:
+            raise BadInput(f"dangling link (symlink stored as a text file) -> {target}") from None
     return data
 
 

@@ -134,3 +134,22 @@ def test_grayscale_and_palette_roundtrip(tmp_path):
     gray.save(buf, format="PNG")
     out = kio.decode_image(buf.getvalue())
     assert out.rgb.shape == (8, 8, 3) and (out.rgb[:, :, 0] == out.rgb[:, :, 2]).all()
+
+
+def test_symlinks_stored_as_text_files_are_followed(quirks_dir):
+    """../shared keeps the corpus's links as git symlink stubs (core.symlinks=false): a live one
+    is followed (image and GT), a dead one is a clean skip."""
+    stub = quirks_dir / "q22_symlink.jpg"
+    if stub.is_symlink() or stub.stat().st_size > kio.LINK_STUB_MAX_BYTES:
+        pytest.skip("this copy of the corpus has real symlinks")
+    found = kio.discover(quirks_dir)
+    items = {i.rel: i for i in found.items}
+    link = items["q22_symlink.jpg"]
+    assert any("symlink stored as a text file" in n for n in link.notes)
+    assert kio.read_bytes(link.path) == (quirks_dir / "q00_control.jpg").read_bytes()
+    gt, _ = kio.load_mask(link.gt_path)
+    assert gt.shape == kio.load_mask(quirks_dir / "q00_control_gt.png")[0].shape
+    skipped = {s.rel: s.reason for s in found.skipped}
+    assert skipped["q26_dangling_link.jpg"].startswith("dangling link")
+    assert "does_not_exist.jpg" in skipped["q26_dangling_link.jpg"]
+    assert kio.link_stub_target(quirks_dir / "q20_text_not_image.png") is None  # prose, not a path
