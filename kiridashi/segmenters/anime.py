@@ -27,7 +27,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from kiridashi.segmenters.regions import HARD, ColourModel, min_cut, region_graph, superpixels
+from kiridashi.segmenters.regions import (
+    HARD,
+    ColourModel,
+    min_cut,
+    refine_band,
+    region_graph,
+    superpixels,
+)
 from kiridashi.types import Character
 
 log = logging.getLogger(__name__)
@@ -41,7 +48,7 @@ def _section(value: dict | None, defaults: dict) -> dict:
 
 SELFIE = {"enabled": True, "weight": 1.0, "models": [0, 1], "combine": "max", "work_side": 512,
           "clip": 3.0}  # fmt: skip
-COLOUR = {"enabled": True, "weight": 1.0, "bins": 16, "sigma": 1.0, "clip": 4.0}
+COLOUR = {"enabled": True, "weight": 1.0, "bins": 32, "sigma": 1.0, "clip": 4.0}
 SEEDS = {"enabled": True, "face_core": 0.6, "keypoint_radius_faces": 0.06,
          "min_keypoint_confidence": 0.6}  # fmt: skip
 PAIRWISE = {"enabled": True, "weight": 2.0}
@@ -49,6 +56,7 @@ OPEN = {"enabled": True, "threshold": 0.5, "margin": 0.05}
 REFINE = {"enabled": True, "radius": 4, "eps": 0.01}
 SHAPE = {"enabled": True, "weight": 1.0, "head_scale": 1.6, "torso_width_faces": 1.6,
          "column_share": 0.4}  # fmt: skip
+BAND = {"enabled": True, "px": 4, "weight": 5.0}
 ENCLOSURE = {"enabled": True, "weight": 1.0, "barrier": "lines", "line_px": 5, "line_contrast": 20.0,
              "canny": [50, 150], "close_px": 1}  # fmt: skip
 
@@ -72,6 +80,7 @@ class AnimeRegionCut:
         refine: dict | None = None,
         enclosure: dict | None = None,
         shape: dict | None = None,
+        band: dict | None = None,
     ):
         self.work_side = int(work_side)
         self.superpixel_px = int(superpixel_px)
@@ -87,6 +96,7 @@ class AnimeRegionCut:
         self.refine = _section(refine, REFINE)
         self.enclosure = _section(enclosure, ENCLOSURE)
         self.shape = _section(shape, SHAPE)
+        self.band = _section(band, BAND)
         self._selfie_model = None
 
     # -- priors ------------------------------------------------------------------------------
@@ -273,7 +283,12 @@ class AnimeRegionCut:
             fg_w, bg_w = fg_px.astype(np.float64), (~fg_px).astype(np.float64)
             if not self.colour["enabled"]:
                 break
-        return fg_regions[labels]
+        fg = fg_regions[labels]
+        if self.band["enabled"]:
+            model = ColourModel(int(self.colour["bins"]), float(self.colour["sigma"]))
+            fg = refine_band(image, fg, allowed, int(self.band["px"]), float(self.band["weight"]),
+                             model, float(self.colour["clip"]))  # fmt: skip
+        return fg
 
     def union_soft(self, image: np.ndarray, characters: list[Character]) -> np.ndarray:
         """Soft foreground of all characters together (HxW float32, ``image`` size)."""

@@ -148,3 +148,50 @@ def min_cut(unary: np.ndarray, edges: np.ndarray, weights: np.ndarray) -> np.nda
     fg = np.zeros(n + 2, bool)
     fg[reached] = True
     return fg[:n]
+
+
+def refine_band(
+    image: np.ndarray,
+    fg: np.ndarray,
+    allowed: np.ndarray,
+    band_px: int,
+    pairwise_weight: float,
+    colour: ColourModel,
+    clip: float,
+) -> np.ndarray:
+    """Pixel-level graph cut in a ``band_px`` band around the boundary of ``fg`` (HxW bool).
+
+    Colour models are learned locally (from the foreground / background within twice the band)
+    so the dark background next to a dark outline is told from the outline; pixels outside the
+    band keep their label and ``allowed`` (HxW bool) stays a hard limit. Returns HxW bool.
+    """
+    k = np.ones((3, 3), np.uint8)
+    fg8 = fg.astype(np.uint8)
+    band = (cv2.dilate(fg8, k, iterations=band_px) > 0) & (
+        cv2.erode(fg8, k, iterations=band_px) == 0
+    )
+    band &= allowed
+    if not band.any():
+        return fg
+    wide = cv2.dilate(band.astype(np.uint8), k, iterations=band_px) > 0
+    colour.fit(image, (fg & wide).astype(np.float64), (~fg & wide).astype(np.float64))
+    nodes = cv2.dilate(band.astype(np.uint8), k) > 0  # band plus a fixed ring
+    index = np.full(fg.shape, -1, np.int64)
+    index[nodes] = np.arange(int(nodes.sum()))
+    ratio = np.clip(colour.log_ratio(image), -clip, clip).astype(np.float64)
+    unary = np.where(band, ratio, np.where(fg, HARD, -HARD))[nodes]
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2Lab).astype(np.float32)
+    pairs, d2s = [], []
+    for sl_a, sl_b in (
+        ((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
+        ((slice(None, -1), slice(None)), (slice(1, None), slice(None))),
+    ):
+        both = nodes[sl_a] & nodes[sl_b]
+        pairs.append(np.stack([index[sl_a][both], index[sl_b][both]], 1))
+        d2s.append(((lab[sl_a][both] - lab[sl_b][both]) ** 2).sum(1))
+    edges, d2 = np.concatenate(pairs), np.concatenate(d2s).astype(np.float64)
+    beta = 1.0 / (2.0 * max(float(d2.mean()) if d2.size else 1.0, 1e-6))
+    labels = min_cut(unary, edges, pairwise_weight * np.exp(-beta * d2))
+    out = fg.copy()
+    out[nodes] = labels
+    return out & allowed
