@@ -171,6 +171,15 @@ def test_weak_foreground_connected_to_a_figure_extends_its_box(dcfg):
     assert not grown[20:60, 20:60].any()
 
 
+def test_weak_legs_count_for_reaching_the_frame_bottom(dcfg):
+    # the confident foreground stops above the bottom tenth; faint legs reach it
+    prob = np.zeros((300, 400), np.float32)
+    prob[140:265, 150:250] = 1.0
+    prob[265:290, 170:230] = 0.4
+    chars = build_characters([], (300, 400), dcfg["character"], Foreground(prob, (300, 400)))
+    assert len(chars) == 1 and chars[0].box[3] >= 270
+
+
 def _face_character_and(top: int, x0: int, x1: int, refit: bool = False) -> list:
     """Characters of one face at x 100..160 (body x 60..190 from y 80) plus foreground
     rows ``top``.. columns ``x0``..``x1`` (a neighbour or a part of the face character)."""

@@ -342,17 +342,20 @@ def foreground_proposals(fg: Foreground, cfg: dict) -> list[tuple[BoxXYXY, float
         top, left, right = y <= 1, x <= 1, x + bw >= mw - 1
         if top + left + right + (y + bh >= mh - 1) >= 3 or (top and (left or right)):
             continue
-        # a figure stands on / is cut by the bottom of the frame, or is tall
-        reaches_bottom = y + bh >= (1.0 - float(cfg.get("fg_bottom_margin", 0.1))) * mask.shape[0]
-        if not reaches_bottom and bh < float(cfg.get("fg_tall_height", 0.5)) * mask.shape[0]:
-            continue
         comp = labels == i
         mean_p = float(fg.prob[comp].mean())
         if mean_p < min_prob:
             continue
-        comp = grow_into(comp, weak, float(cfg.get("fg_max_grow", 0.0)))
-        ext = _trimmed_extent(comp, float(cfg.get("trim_share", 0.04)))
+        # the figure's extent: with the weak foreground connected to it (legs, hair tips)
+        ext = _trimmed_extent(
+            grow_into(comp, weak, float(cfg.get("fg_max_grow", 0.0))),
+            float(cfg.get("trim_share", 0.04)),
+        )
         if ext is None:
+            continue
+        # a figure stands on / is cut by the bottom of the frame, or is tall
+        reaches_bottom = ext[3] >= (1.0 - float(cfg.get("fg_bottom_margin", 0.1))) * mh
+        if not reaches_bottom and ext[3] - ext[1] < float(cfg.get("fg_tall_height", 0.5)) * mh:
             continue
         box = fg.to_image(ext)
         fill = area / float(bw * bh)
