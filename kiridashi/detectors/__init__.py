@@ -5,7 +5,9 @@
 (detector, scale, detector params) result is cached on its own through ``memo``, so adding a
 scale computes only that scale), fuses the boxes (weighted boxes fusion, supporters recorded),
 grows one box per character from faces and a foreground map (plus face-less foreground / person
-proposals), and adds per-character keypoints (MediaPipe Pose on each character's crop).
+proposals), takes a second look for the faces of face-less characters, and adds per-character
+keypoints (MediaPipe Pose on each character's crop). The foreground map comes first: detectors
+with ``within_foreground: true`` (the slow animeface) search only around it.
 All returned coordinates are pixels of the given image; boxes are XYXY.
 """
 

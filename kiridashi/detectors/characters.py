@@ -7,15 +7,22 @@ face to ``body_faces`` face heights below it. The image's own evidence then refi
 search window (``search_faces`` face widths either side, limited to this face's *territory* -
 the part of the image closer to it than to a neighbouring face, in face-width units) the
 foreground pixels connected to the face and the region under it (neck / torso) are collected,
-and their bounding box (after trimming sparse rows and columns) becomes the character box, so
-hair hanging below the chin, raised hands and props fit inside. Evidence that disagrees wildly
+grown by hysteresis into the connected permissive-map pixels >= ``fg_weak_threshold`` (at most
+``fg_max_grow`` of their height further), and their bounding box (after trimming sparse rows and
+columns) becomes the character box, so hair hanging below the chin, raised hands and props fit
+inside. Evidence that disagrees wildly
 with the prior (too narrow, no pixels) falls back to the prior. A box that reaches within
 ``bottom_snap`` of the image bottom is extended to it (sprites are cut by the frame).
 
 Face-independent path. Large connected foreground components (and person boxes, e.g. YOLO)
-that no face character covers become characters without a face (``face_box=None``) and with a
-lower score, so a missed face does not mean a missed character. Background-only scenes give
-small, weak or wide flat components, which are rejected by size, mean probability and shape.
+that no face character explains become characters without a face (``face_box=None``) and with
+a lower score, so a missed face does not mean a missed character. A face character explains the
+foreground ``proposal_core_faces`` face widths either side of its face (its box may reach over
+a face-less neighbour); leftovers narrower than ``proposal_min_width_faces`` face widths, or
+lying in a face character's box below its face, are its own hair, arms or props. Face-less
+characters then bound their neighbours' territories too (``refit_beside_faceless``).
+Background-only scenes give small, weak or wide flat components, which are rejected by size,
+mean probability and shape.
 
 All boxes are XYXY pixels of the HxW image; the foreground map may be smaller (any h x w), it
 is mapped by the ratio of sizes.
