@@ -48,7 +48,8 @@ def _section(value: dict | None, defaults: dict) -> dict:
 
 SELFIE = {"enabled": True, "weight": 1.0, "models": [0, 1], "combine": "max", "work_side": 512,
           "clip": 3.0}  # fmt: skip
-COLOUR = {"enabled": True, "weight": 1.0, "bins": 32, "sigma": 1.0, "clip": 4.0}
+COLOUR = {"enabled": True, "weight": 1.0, "bins": 32, "sigma": 1.0, "clip": 4.0, "init_body": True,
+          "init_inside_bg": False}  # fmt: skip
 SEEDS = {"enabled": True, "face_core": 0.6, "keypoint_radius_faces": 0.06,
          "min_keypoint_confidence": 0.6}  # fmt: skip
 PAIRWISE = {"enabled": True, "weight": 2.0}
@@ -263,8 +264,10 @@ class AnimeRegionCut:
         # first colour model: selfie probability (or the allowed area) vs the outside ring
         fg_w = (prob if prob is not None else np.full(allowed.shape, 0.5)) * allowed
         fg_w = np.maximum(fg_w, sure)
+        if body is not None and self.colour["init_body"]:
+            fg_w = np.maximum(fg_w, body * allowed)
         bg_w = (~allowed).astype(np.float64)
-        if prob is not None:
+        if prob is not None and self.colour["init_inside_bg"]:
             bg_w = bg_w + (1 - prob) * allowed
         colour = ColourModel(int(self.colour["bins"]), float(self.colour["sigma"]))
         fg_regions = allowed_share >= 0.5
