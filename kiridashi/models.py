@@ -84,6 +84,10 @@ class ModelError(RuntimeError):
     """A model file is missing or failed its check; the message says what to do."""
 
 
+class ModelFileMissing(ModelError, FileNotFoundError):
+    """A configured model file does not exist (also a FileNotFoundError)."""
+
+
 def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -145,17 +145,27 @@ def test_large_image_keeps_full_resolution_mask(quirks_dir, tmp_path, cfg):
     assert Image.open(tmp_path / "out" / "masks" / "q17_large_6000x4000.png").size == (6000, 4000)
 
 
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["segment=isnetis"], ("segment.model", "kiridashi models fetch isnetis")),
+        (
+            ["detect.detectors.yolo.enabled=true", "detect.detectors.yolo.weights=nope.pt"],
+            ("detect.detectors.yolo.weights",),
+        ),
+    ],
+)
 def test_missing_model_stops_the_run_once_with_one_line(
-    sample_images, tmp_path, monkeypatch, capsys
+    sample_images, tmp_path, monkeypatch, capsys, overrides, expected
 ):
     """A missing model file concerns every image: one error line and exit 2, not N skips."""
     from kiridashi.cli import main
 
     monkeypatch.setenv("KIRIDASHI_MODELS_DIR", str(tmp_path / "no-models"))
     out = tmp_path / "out"
-    rc = main(["extract", str(sample_images), str(out), "segment=isnetis", "--no-check"])
+    rc = main(["extract", str(sample_images), str(out), *overrides, "--no-check"])
     assert rc == 2
     errors = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
     assert len(errors) == 1, errors
-    assert "segment.model" in errors[0] and "kiridashi models fetch isnetis" in errors[0]
+    assert all(text in errors[0] for text in expected), errors[0]
     assert not list(out.rglob(".*.tmp"))

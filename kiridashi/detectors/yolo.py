@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kiridashi.models import ModelError, ModelFileMissing
 from kiridashi.types import Detection
 
 
@@ -34,14 +35,14 @@ class YoloPerson:
         if path.suffix not in (".yaml", ".yml"):
             path = path if path.is_absolute() else Path(models_dir or "models") / path
             if not path.is_file():
-                raise FileNotFoundError(
+                raise ModelFileMissing(
                     f"YOLO weights not found: {path} (config key detect.detectors.{name}.weights; "
                     f"or set detect.detectors.{name}.enabled=false)"
                 )
         try:
             from ultralytics import YOLO  # optional extra, imported only when enabled
         except ImportError as exc:
-            raise RuntimeError(
+            raise ModelError(
                 f"detect.detectors.{name} is enabled but ultralytics is not installed "
                 "(pip install -e '.[yolo]', or set "
                 f"detect.detectors.{name}.enabled=false)"
