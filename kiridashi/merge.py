@@ -119,12 +119,63 @@ def soft_alpha(mask: np.ndarray, feather_px: float) -> np.ndarray:
     """
     if feather_px <= 0:
         return mask.astype(np.uint8) * 255
+    alpha = np.clip(0.5 + signed_distance(mask) / float(feather_px), 0.0, 1.0)
+    return (alpha * 255).round().astype(np.uint8)
+
+
+def signed_distance(mask: np.ndarray) -> np.ndarray:
+    """HxW float32: distance to the boundary of a bool mask, positive inside, negative outside."""
     m = mask.astype(np.uint8)
     inside = cv2.distanceTransform(m, cv2.DIST_L2, 3)
     outside = cv2.distanceTransform(1 - m, cv2.DIST_L2, 3)
-    signed = np.where(mask, inside - 0.5, 0.5 - outside)
-    alpha = np.clip(0.5 + signed / float(feather_px), 0.0, 1.0)
+    return np.where(mask, inside - 0.5, 0.5 - outside)
+
+
+def matte_alpha(mask: np.ndarray, soft: np.ndarray, band_px: float) -> np.ndarray:
+    """uint8 alpha: the segmenter's edge-aware soft mask (HxW float in [0, 1]) within
+    ``band_px`` of the mask boundary, opaque inside and transparent outside the band.
+
+    Inside the band the soft value is kept on its own side of 0.5 (so ``alpha >= 128`` is the
+    mask), which gives anti-aliased, image-guided edges instead of a fixed ramp.
+    """
+    dist = signed_distance(mask)
+    inner = np.clip(soft, 0.5, 1.0)
+    outer = np.clip(soft, 0.0, 0.499)
+    alpha = np.where(mask, inner, outer)
+    alpha = np.where(dist >= band_px, 1.0, np.where(dist <= -band_px, 0.0, alpha))
     return (alpha * 255).round().astype(np.uint8)
+
+
+def edge_alpha(mask: np.ndarray, soft: np.ndarray, edges: dict) -> np.ndarray:
+    """uint8 alpha of one character by ``edges.mode``: ``hard`` (0/255), ``soft`` with
+    ``edges.alpha`` = ``matte`` (:func:`matte_alpha`) or ``ramp`` (:func:`soft_alpha`)."""
+    if edges.get("mode", "hard") == "hard":
+        return mask.astype(np.uint8) * 255
+    if edges.get("alpha", "ramp") == "matte":
+        return matte_alpha(mask, soft, float(edges.get("band_px", 2.0)))
+    return soft_alpha(mask, float(edges.get("feather_px", 1.5)))
+
+
+def decontaminate(rgb: np.ndarray, alpha: np.ndarray, max_side: int) -> np.ndarray:
+    """Foreground colours (HxWx3 uint8) of partly transparent pixels without the background
+    colour mixed in, by ``pymatting.estimate_foreground_ml`` on a copy of at most ``max_side``
+    px; opaque and fully transparent pixels keep their colour.
+    """
+    from pymatting import estimate_foreground_ml
+
+    edge = (alpha > 0) & (alpha < 255)
+    if not edge.any():
+        return rgb
+    h, w = alpha.shape
+    s = min(1.0, max_side / float(max(h, w)))
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    small_rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA).astype(np.float64) / 255.0
+    small_a = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA).astype(np.float64) / 255.0
+    fg = estimate_foreground_ml(small_rgb, small_a)
+    fg = cv2.resize(np.asarray(fg, np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    out = rgb.copy()
+    out[edge] = np.clip(fg[edge] * 255.0, 0, 255).round().astype(np.uint8)
+    return out
 
 
 def crop_box(mask: np.ndarray, padding: float, min_side: int) -> tuple[int, int, int, int]:
@@ -143,11 +194,20 @@ def crop_box(mask: np.ndarray, padding: float, min_side: int) -> tuple[int, int,
     return max(0, x0), max(0, y0), min(w, x1), min(h, y1)
 
 
-def rgba_crop(rgb: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-    """HxWx4 RGBA cut-out; fully transparent pixels get black RGB (no hidden background)."""
+def rgba_crop(
+    rgb: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int, int], edges: dict | None = None
+) -> np.ndarray:
+    """HxWx4 RGBA cut-out; fully transparent pixels get black RGB (no hidden background).
+
+    With ``edges.decontaminate`` the colours of partly transparent pixels are decontaminated
+    (:func:`decontaminate`).
+    """
     x0, y0, x1, y1 = box
     rgb_c = rgb[y0:y1, x0:x1]
     a = alpha[y0:y1, x0:x1]
+    edges = edges or {}
+    if edges.get("mode", "hard") != "hard" and edges.get("decontaminate", False):
+        rgb_c = decontaminate(rgb_c, a, int(edges.get("decontaminate_side", 640)))
     out = np.dstack([rgb_c, a]).astype(np.uint8)
     out[a == 0, :3] = 0
     return out
@@ -167,7 +227,6 @@ def merge_characters(
     cuts: list[CharacterCut] = []
     min_area = float(cfg.get("min_area_fraction", 0.002)) * h * w
     edges = cfg.get("edges", {})
-    feather = float(edges.get("feather_px", 0)) if edges.get("mode", "hard") != "hard" else 0.0
     for k, mask in enumerate(masks):
         mask = clean_mask(mask, cfg)
         area = int(mask.sum())
@@ -178,7 +237,7 @@ def merge_characters(
             CharacterCut(
                 index=k,
                 mask=mask,
-                alpha=soft_alpha(mask, feather),
+                alpha=edge_alpha(mask, soft[k], edges),
                 box=box,
                 area_fraction=area / float(h * w),
             )
@@ -217,7 +276,7 @@ def build_merge_result(full_rgb: np.ndarray, pre: dict, seg: dict, cfg: dict) ->
                 "scales": ch.get("scales", []),
                 "keypoints": {k: _scale_point(v, s) for k, v in ch.get("keypoints", {}).items()},
                 "area_fraction": round(cut.area_fraction, 5),
-                "crop_png": encode_png(rgba_crop(full_rgb, cut.alpha, cut.box)),
+                "crop_png": encode_png(rgba_crop(full_rgb, cut.alpha, cut.box, cfg.get("edges"))),
             }
         )
     return {

@@ -1,0 +1,165 @@
+"""The default segmenter (region graph cut) and the merge edges on synthetic drawn figures.
+
+The figure: a flat-coloured, dark-outlined body + head on a textured two-colour background; the
+"detections" are a loose character box and the face box, as the detect stage would give them.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from kiridashi.merge import decontaminate, merge_characters, rgba_crop
+from kiridashi.metrics import iou
+from kiridashi.segmenters.anime import AnimeRegionCut
+from kiridashi.segmenters.regions import ColourModel, min_cut, region_graph, superpixels
+from kiridashi.types import Character
+
+H, W = 360, 480
+BACKGROUND = (40, 120, 200)  # blue-ish, textured
+BODY = (230, 80, 60)  # red dress
+HAIR = (250, 210, 90)  # blond
+SKIN = (250, 220, 200)
+
+
+def drawn_figure(seed: int = 0) -> tuple[np.ndarray, np.ndarray, Character]:
+    """(HxWx3 uint8 RGB image, HxW bool GT mask, Character with XYXY boxes)."""
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(0, 18, (H, W, 3))
+    stripes = (np.sin(np.arange(W) / 7.0)[None, :, None] * 25).repeat(H, 0)
+    image = np.clip(np.array(BACKGROUND, float) + noise + stripes, 0, 255).astype(np.uint8)
+    gt = np.zeros((H, W), np.uint8)
+    body = np.array([[190, 150], [290, 150], [320, 360], [160, 360]], np.int32)
+    cv2.fillPoly(gt, [body], 1)
+    cv2.ellipse(gt, (240, 105), (55, 60), 0, 0, 360, 1, -1)
+    figure = image.copy()
+    cv2.fillPoly(figure, [body], BODY)
+    cv2.ellipse(figure, (240, 95), (58, 55), 0, 180, 360, HAIR, -1)  # hair on top
+    cv2.ellipse(figure, (240, 115), (40, 42), 0, 0, 360, SKIN, -1)  # face
+    cv2.ellipse(figure, (240, 105), (55, 60), 0, 0, 360, HAIR, 12)  # hair around the face
+    contours, _ = cv2.findContours(gt, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(figure, contours, -1, (20, 20, 30), 2)  # line art (inside the GT)
+    image = np.where(gt[..., None] > 0, figure, image)
+    character = Character(
+        box=(140.0, 30.0, 345.0, 360.0),
+        score=0.9,
+        face_box=(205.0, 80.0, 275.0, 150.0),
+        detectors=["test"],
+        keypoints={"face.left_eye": (225.0, 110.0, 0.9), "face.right_eye": (255.0, 110.0, 0.9)},
+    )
+    return image, gt.astype(bool), character
+
+
+@pytest.fixture
+def segment_cfg(cfg) -> dict:
+    return {k: v for k, v in cfg["segment"].items() if k not in ("_target_", "backend")}
+
+
+def test_superpixels_and_graph_cover_the_image():
+    image, _, _ = drawn_figure()
+    labels = superpixels(image, 8)
+    assert labels.shape == (H, W) and labels.min() == 0
+    graph = region_graph(labels, image.astype(np.float32))
+    assert graph.area.sum() == H * W and graph.n == labels.max() + 1
+    assert (graph.edges[:, 0] < graph.edges[:, 1]).all() and (graph.border > 0).all()
+
+
+def test_min_cut_respects_unaries_and_smoothness():
+    # a chain 0-1-2-3: strong ends, weak undecided middle pulled along by the pairwise terms
+    edges = np.array([[0, 1], [1, 2], [2, 3]])
+    labels = min_cut(np.array([5.0, 0.1, -0.1, -5.0]), edges, np.array([1.0, 0.01, 1.0]))
+    assert labels.tolist() == [True, True, False, False]
+    assert min_cut(np.array([5.0, -0.5, -5.0]), edges[:2], np.array([2.0, 0.1]))[1]
+
+
+def test_colour_model_separates_flat_colours():
+    image = np.zeros((10, 20, 3), np.uint8)
+    image[:, :10] = BODY
+    image[:, 10:] = BACKGROUND
+    fg = np.zeros((10, 20))
+    fg[:, :10] = 1
+    ratio = ColourModel(32, 1.0).fit(image, fg, 1 - fg).log_ratio(image)
+    assert (ratio[:, :10] > 2).all() and (ratio[:, 10:] < -2).all()
+
+
+@pytest.mark.parametrize("selfie", [False, True])
+def test_segmenter_cuts_out_a_drawn_figure(segment_cfg, selfie):
+    if selfie:
+        pytest.importorskip("mediapipe")
+    image, gt, character = drawn_figure()
+    params = dict(segment_cfg, selfie=dict(segment_cfg["selfie"], enabled=selfie))
+    soft = AnimeRegionCut(**params).segment(image, [character], memo=None)
+    assert len(soft) == 1 and soft[0].shape == (H, W) and soft[0].dtype == np.float32
+    assert iou(soft[0] >= 0.5, gt) >= 0.95
+
+
+def test_segmenter_is_deterministic(segment_cfg):
+    image, _, character = drawn_figure(seed=3)
+    params = dict(segment_cfg, selfie=dict(segment_cfg["selfie"], enabled=False))
+    a = AnimeRegionCut(**params).segment(image, [character], memo=None)[0]
+    b = AnimeRegionCut(**params).segment(image, [character], memo=None)[0]
+    assert np.array_equal(a, b)
+
+
+def test_every_step_can_be_switched_off(segment_cfg):
+    image, gt, character = drawn_figure()
+    params = dict(segment_cfg)
+    for step in ("selfie", "colour", "seeds", "pairwise", "open_boxes", "refine", "enclosure",
+                 "shape", "band"):  # fmt: skip
+        params[step] = dict(segment_cfg[step], enabled=False)
+    soft = AnimeRegionCut(**params).segment(image, [character], memo=None)[0]
+    assert soft.shape == (H, W) and soft.min() >= 0.0 and soft.max() <= 1.0
+    assert (soft[:, :100] < 0.5).all()  # outside the grown box stays background
+
+
+def _edges(cfg: dict, **changes) -> dict:
+    return dict(cfg["merge"], edges=dict(cfg["merge"]["edges"], **changes))
+
+
+def _soft_disc() -> np.ndarray:
+    """HxW float soft mask of a disc with a blurred (anti-aliased) edge."""
+    disc = np.zeros((H, W), np.float32)
+    cv2.circle(disc, (240, 180), 100, 1.0, -1)
+    return cv2.GaussianBlur(disc, (0, 0), 2.0)
+
+
+def test_hard_edges_are_binary(cfg):
+    cut = merge_characters([_soft_disc()], (H, W), _edges(cfg, mode="hard"))[0]
+    assert set(np.unique(cut.alpha)) == {0, 255}
+
+
+@pytest.mark.parametrize("alpha", ["matte", "ramp"])
+def test_soft_edges_ramp_and_agree_with_the_mask(cfg, alpha):
+    cut = merge_characters([_soft_disc()], (H, W), _edges(cfg, mode="soft", alpha=alpha))[0]
+    a = cut.alpha
+    assert ((a > 0) & (a < 255)).sum() > 100  # a ramp at the edge
+    assert np.array_equal(a >= 128, cut.mask)  # alpha >= 128 is the final mask
+    assert a[180, 240] == 255 and a[0, 0] == 0
+    row = a[180, 240:360].astype(int)
+    assert (np.diff(row) <= 0).all()  # monotone ramp from inside to outside
+
+
+def test_decontamination_removes_the_background_colour():
+    # a red figure over green; the edge pixels are a 50/50 mix
+    alpha = np.zeros((60, 60), np.uint8)
+    alpha[:, :30] = 255
+    alpha[:, 30] = 128
+    fg, bg = np.array([220, 30, 30], float), np.array([30, 200, 30], float)
+    a = alpha[..., None] / 255.0
+    rgb = (a * fg + (1 - a) * bg).round().astype(np.uint8)
+    clean = decontaminate(rgb, alpha, 640)
+    edge = clean[:, 30].astype(float)
+    assert np.abs(edge - fg).max(axis=1).mean() < np.abs(rgb[:, 30] - fg).max(axis=1).mean() / 3
+    assert edge[:, 1].mean() < 80  # little green left
+    assert np.array_equal(clean[:, :30], rgb[:, :30])  # opaque pixels keep their colour
+
+
+def test_rgba_crop_decontaminates_only_in_soft_mode(cfg):
+    image, gt, _ = drawn_figure()
+    cut = merge_characters([_soft_disc()], (H, W), _edges(cfg, mode="soft"))[0]
+    soft = rgba_crop(image, cut.alpha, cut.box, _edges(cfg, mode="soft")["edges"])
+    plain = rgba_crop(image, cut.alpha, cut.box, _edges(cfg, decontaminate=False)["edges"])
+    assert soft.shape == plain.shape and soft.shape[2] == 4
+    assert np.array_equal(soft[..., 3], plain[..., 3])
+    assert not np.array_equal(soft[..., :3], plain[..., :3])
