@@ -1,7 +1,10 @@
 """Segmentation on the dev set: mean IoU, boundary F, worst images, seconds per image.
 
     python -m bench.segment_eval [--chars gt|detector] [--preprocess] [--set segment.key=value ...]
-        [--only SUBSTR] [--overlays DIR] [--long-side 1280]
+        [--only SUBSTR] [--overlays DIR] [--long-side 1280] [--ablate STEP ...]
+
+``--ablate selfie colour ...`` also runs the evaluation once per step with
+``segment.<step>.enabled=false`` and adds an ``ablation`` table (what each step adds).
 
 Character inputs (``--chars``):
 
@@ -279,6 +282,30 @@ def summarize(rows: list[dict], args, seg_cfg: dict) -> dict:
     }
 
 
+def headline(summary: dict) -> dict:
+    """The numbers of an ablation row: single / multi IoU and boundary F, seconds per image."""
+    single, multi = summary.get("single", {}), summary.get("multi", {})
+    return {
+        "single_iou": single.get("mean_iou"),
+        "single_boundary_f": single.get("mean_boundary_f"),
+        "multi_iou": multi.get("mean_iou"),
+        "multi_boundary_f": multi.get("mean_boundary_f"),
+        "seconds_per_image": summary.get("seconds_per_image"),
+    }
+
+
+def ablation(args, full: dict) -> dict:
+    """Headline numbers with each of ``args.ablate`` switched off (``segment.<step>.enabled``)."""
+    table = {"all steps": headline(full["summary"])}
+    for step in args.ablate:
+        sub = argparse.Namespace(**vars(args))
+        sub.set = [*args.set, f"segment.{step}.enabled=false"]
+        sub.overlays = None
+        table[f"without {step}"] = headline(evaluate(sub)["summary"])
+        print(step, table[f"without {step}"], flush=True)
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -295,12 +322,15 @@ def main() -> None:
     parser.add_argument("--long-side", type=int, default=0, help="resize images to this long side")
     parser.add_argument("--overlays", type=Path, default=None, help="write debug overlays here")
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/segment_eval.json")
+    parser.add_argument("--ablate", nargs="*", default=[], help="steps to switch off one by one")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
     )
     result = evaluate(args)
+    if args.ablate:
+        result["ablation"] = ablation(args, result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result["summary"], indent=1))

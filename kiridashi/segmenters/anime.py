@@ -53,7 +53,7 @@ COLOUR = {"enabled": True, "weight": 1.0, "bins": 32, "sigma": 1.0, "clip": 4.0,
 SEEDS = {"enabled": True, "face_core": 0.6, "keypoint_radius_faces": 0.06,
          "min_keypoint_confidence": 0.6}  # fmt: skip
 PAIRWISE = {"enabled": True, "weight": 2.0}
-OPEN = {"enabled": True, "threshold": 0.5, "margin": 0.05}
+OPEN = {"enabled": True, "threshold": 0.5, "margin": 0.05, "reach": 0.4}
 REFINE = {"enabled": True, "radius": 4, "eps": 0.01}
 SHAPE = {"enabled": True, "weight": 1.0, "head_scale": 1.6, "torso_width_faces": 1.6,
          "column_share": 0.4}  # fmt: skip
@@ -121,15 +121,8 @@ class AnimeRegionCut:
     ) -> np.ndarray:
         """HxW bool: where foreground may be (grown boxes, open borders, continuing selfie fg)."""
         h, w = hw
-        allowed = np.zeros((h, w), bool)
-        core = np.zeros((h, w), bool)
-        for ch in characters:
-            x0, y0, x1, y1 = (v * s for v in ch.box)
-            mx, my = self.box_margin * (x1 - x0), self.box_margin * (y1 - y0)
-            xs, xe = int(max(0, x0 - mx)), int(min(w, np.ceil(x1 + mx)))
-            ys, ye = int(max(0, y0 - my)), int(min(h, np.ceil(y1 + my)))
-            allowed[ys:ye, xs:xe] = True
-            core[int(max(0, y0)) : int(min(h, y1)), int(max(0, x0)) : int(min(w, x1))] = True
+        allowed = self._grown_boxes(hw, characters, s, self.box_margin)
+        core = self._grown_boxes(hw, characters, s, 0.0)
         if prob is not None and self.open_boxes["enabled"]:
             fg = (prob >= float(self.open_boxes["threshold"])).astype(np.uint8)
             n, comp = cv2.connectedComponents(fg, connectivity=8)
@@ -137,8 +130,24 @@ class AnimeRegionCut:
             extra = np.isin(comp, touching[touching > 0])
             r = max(1, int(float(self.open_boxes["margin"]) * max(h, w)))
             k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-            allowed |= cv2.dilate(extra.astype(np.uint8), k).astype(bool)
+            reach = self._grown_boxes(hw, characters, s, float(self.open_boxes["reach"]))
+            allowed |= cv2.dilate(extra.astype(np.uint8), k).astype(bool) & reach
         return allowed
+
+    @staticmethod
+    def _grown_boxes(
+        hw: tuple[int, int], characters: list[Character], s: float, margin: float
+    ) -> np.ndarray:
+        """HxW bool union of the character boxes (x ``s``) grown by ``margin`` x their size."""
+        h, w = hw
+        out = np.zeros((h, w), bool)
+        for ch in characters:
+            x0, y0, x1, y1 = (v * s for v in ch.box)
+            mx, my = margin * (x1 - x0), margin * (y1 - y0)
+            xs, xe = int(max(0, x0 - mx)), int(min(w, np.ceil(x1 + mx)))
+            ys, ye = int(max(0, y0 - my)), int(min(h, np.ceil(y1 + my)))
+            out[ys:ye, xs:xe] = True
+        return out
 
     def body_prior(self, hw: tuple[int, int], characters: list[Character], s: float):
         """HxW float32 in {0, 1}: where an anime body usually is (head around the face, torso
