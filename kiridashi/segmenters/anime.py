@@ -53,7 +53,7 @@ COLOUR = {"enabled": True, "weight": 1.0, "bins": 32, "sigma": 1.0, "clip": 4.0,
 SEEDS = {"enabled": True, "face_core": 0.6, "keypoint_radius_faces": 0.06,
          "min_keypoint_confidence": 0.6}  # fmt: skip
 PAIRWISE = {"enabled": True, "weight": 2.0}
-OPEN = {"enabled": True, "threshold": 0.5, "margin": 0.05, "reach": 0.4}
+OPEN = {"enabled": False, "threshold": 0.5, "margin": 0.05, "reach": 0.4}
 REFINE = {"enabled": True, "radius": 4, "eps": 0.01}
 SHAPE = {"enabled": True, "weight": 1.0, "head_scale": 1.6, "torso_width_faces": 1.6,
          "column_share": 0.4}  # fmt: skip
