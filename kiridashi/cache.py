@@ -18,6 +18,8 @@ import json
 import logging
 import os
 import pickle
+import socket
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,6 +139,60 @@ class CacheStats:
         slot[0 if computed else 1] += 1
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+class OwnedLock:
+    """A cross-process lock on one cache key that survives its owner being killed.
+
+    The lock entry holds ``host:pid`` of its owner. A waiter breaks the lock at once when the
+    owner is a dead process on this host (``kill -9`` of a run), so a resumed run does not wait;
+    ``expire`` (seconds) is the safety net for owners on other hosts (a shared network cache).
+    """
+
+    def __init__(self, store: diskcache.Cache, key: str, expire: float = 900.0):
+        self.store, self.key, self.expire = store, key, float(expire)
+        self.token = f"{socket.gethostname()}:{os.getpid()}"
+        self.broken = 0  # stale locks broken while acquiring
+
+    def _stale(self, owner: Any) -> bool:
+        host, _, pid = str(owner).rpartition(":")
+        return host == socket.gethostname() and pid.isdigit() and not _process_alive(int(pid))
+
+    def acquire(self) -> None:
+        delay = 0.001
+        while not self.store.add(self.key, self.token, expire=self.expire, retry=True):
+            owner = self.store.get(self.key, retry=True)
+            if owner is not None and self._stale(owner):
+                with self.store.transact(retry=True):
+                    if self.store.get(self.key) == owner:
+                        self.store.delete(self.key)
+                        self.broken += 1
+                        log.info("cache: broke the lock of dead process %s on %s", owner, self.key)
+                continue
+            time.sleep(delay)
+            delay = min(0.05, delay * 2)
+
+    def release(self) -> None:
+        with self.store.transact(retry=True):
+            if self.store.get(self.key) == self.token:
+                self.store.delete(self.key)
+
+    def __enter__(self) -> OwnedLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
 class ResultCache:
     """A checksummed, size-limited (LRU eviction), multi-process-safe key -> value store.
 
@@ -209,10 +265,11 @@ class ResultCache:
         select = diskcache.core.EVICTION_POLICY["least-recently-used"]["cull"]
         removed = 0
         while self._store.volume() > self.size_limit:
-            rows = self._store._sql(select.format(fields="key"), (1,)).fetchall()  # noqa: SLF001
-            if not rows:
+            rows = self._store._sql(select.format(fields="key"), (64,)).fetchall()  # noqa: SLF001
+            victims = [r[0] for r in rows if not str(r[0]).startswith("lock::")]  # locks stay
+            if not victims:
                 break
-            self._store.delete(rows[0][0], retry=True)
+            self._store.delete(victims[0], retry=True)
             removed += 1
         return removed
 
@@ -225,7 +282,7 @@ class ResultCache:
         if value is not self._MISSING:
             self.stats.count(kind or key.split("/", 1)[0], computed=False)
             return value, False
-        lock = diskcache.Lock(self._store, f"lock::{key}", expire=900)
+        lock = OwnedLock(self._store, f"lock::{key}", expire=900)
         with lock:
             value = self.get(key, self._MISSING)
             if value is not self._MISSING:  # another process computed it while we waited

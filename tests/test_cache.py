@@ -81,3 +81,46 @@ def test_cache_location_rules(tmp_path, monkeypatch):
     monkeypatch.setenv("DVC_ROOT", str(exp))
     assert main_repo_root() == repo.resolve()
     assert resolve_cache_dir("cache") == repo.resolve() / "cache"
+
+
+def test_lock_of_a_killed_process_is_broken_at_once(tmp_path):
+    """kill -9 during a compute leaves its key locked; the next run must not wait for it."""
+    import subprocess
+    import sys
+    import time
+
+    from kiridashi.cache import OwnedLock
+
+    cache = ResultCache(tmp_path / "c")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    lock = OwnedLock(cache._store, "lock::k")  # noqa: SLF001
+    cache._store.set("lock::k", f"{lock.token.rsplit(':', 1)[0]}:{dead.stdout.strip()}")  # noqa: SLF001
+    t0 = time.perf_counter()
+    value, computed = cache.get_or_compute("k", lambda: 42)
+    assert (value, computed) == (42, True)
+    assert time.perf_counter() - t0 < 5
+    assert "lock::k" not in cache._store  # noqa: SLF001 - released after computing
+
+
+def test_live_lock_is_waited_for_and_eviction_keeps_locks(tmp_path):
+    import threading
+    import time
+
+    from kiridashi.cache import OwnedLock
+
+    base = ResultCache(tmp_path / "c").volume()  # an empty store's own size (SQLite file)
+    cache = ResultCache(tmp_path / "c", size_limit_bytes=base + 16384)
+    holder = OwnedLock(cache._store, "lock::k")  # noqa: SLF001 - this process: alive
+    holder.acquire()
+    threading.Timer(0.3, lambda: (cache.set("k", 7), holder.release())).start()
+    t0 = time.perf_counter()
+    value, computed = cache.get_or_compute("k", lambda: 99)
+    assert (value, computed) == (7, False) and time.perf_counter() - t0 >= 0.25
+    other = OwnedLock(cache._store, "lock::other")  # noqa: SLF001
+    other.acquire()
+    for i in range(40):  # far over the size limit: values evicted, the held lock kept
+        cache.set(f"v{i}", b"x" * 2048)
+    assert cache.volume() <= base + 16384 + 4096
+    assert "lock::other" in cache._store  # noqa: SLF001
+    other.release()
