@@ -186,6 +186,8 @@ def attempt(
         reason = f"{step} failed: {type(exc).__name__}: {exc}".splitlines()[0]
         level = logging.ERROR
         log.debug("traceback for %s", src.rel, exc_info=True)
+    finally:
+        src.release()
     record.update(status="skipped", reason=reason)
     log.log(level, "skipped %s: %s", src.rel, reason)
     return record

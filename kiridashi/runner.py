@@ -67,6 +67,10 @@ class Source:
         """xxh3 of the bytes; given by a manifest when known, so nothing is read for keys."""
         return self.known_hash or content_hash(self.data)
 
+    def release(self) -> None:
+        """Forget the file's bytes (the hash stays): a batch must not hold every image."""
+        self.__dict__.pop("data", None)
+
     @classmethod
     def from_item(cls, item: kio.ImageItem) -> Source:
         return cls(rel=item.rel, path=item.path, gt_path=item.gt_path, notes=list(item.notes))

@@ -169,3 +169,14 @@ def test_missing_model_stops_the_run_once_with_one_line(
     assert len(errors) == 1, errors
     assert all(text in errors[0] for text in expected), errors[0]
     assert not list(out.rglob(".*.tmp"))
+
+
+def test_a_batch_does_not_keep_every_image_in_memory(sample_images, cfg):
+    """Each image's bytes are dropped once its step is done (the hash stays for the record)."""
+    from kiridashi.pipeline import discover_sources, make_runner, run_step
+
+    sources, records, _ = discover_sources(sample_images)
+    run_step(make_runner(cfg), "preprocess", sources, records)
+    assert all(r["status"] == "ok" for r in records)
+    assert not any("data" in s.__dict__ for s in sources)
+    assert all(s.hash == r["content_hash"] for s, r in zip(sources, records, strict=True))
