@@ -57,7 +57,7 @@ OPEN = {"enabled": False, "threshold": 0.5, "margin": 0.05, "reach": 0.4}
 REFINE = {"enabled": True, "radius": 4, "eps": 0.01}
 SHAPE = {"enabled": True, "weight": 1.0, "head_scale": 1.6, "torso_width_faces": 1.6,
          "column_share": 0.4}  # fmt: skip
-BAND = {"enabled": True, "px": 4, "weight": 5.0}
+BAND = {"enabled": True, "px": 8, "weight": 8.0}
 ENCLOSURE = {"enabled": True, "weight": 1.0, "barrier": "lines", "line_px": 5, "line_contrast": 40.0,
              "canny": [50, 150], "close_px": 1}  # fmt: skip
 
