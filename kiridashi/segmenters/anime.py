@@ -70,7 +70,7 @@ class AnimeRegionCut:
         work_side: int = 640,
         superpixel_px: int = 6,
         box_margin: float = 0.15,
-        ring: float = 0.1,
+        ring: float = 0.15,
         iterations: int = 3,
         bias: float = 0.0,
         selfie: dict | None = None,
