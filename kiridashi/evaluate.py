@@ -191,7 +191,9 @@ def evaluate_image(
     entry["metrics"] = {k: round(v, 5) for k, v in km.score_masks(pred, gt).to_dict().items()}
     entry["scored"] = True
     gt_boxes = gt_character_boxes(gt_path, gt)
-    pred_boxes = [c["box"] for c in record.get("characters", [])]
+    # detection is judged on the detector's character box, not on the padded crop box (whose
+    # size depends on merge.crop_padding, a cosmetic setting)
+    pred_boxes = [c.get("character_box") or c["box"] for c in record.get("characters", [])]
     matches = km.match_boxes(pred_boxes, gt_boxes, match_iou)
     entry["characters_gt"] = len(gt_boxes)
     entry["characters_matched"] = len(matches)

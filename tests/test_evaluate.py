@@ -175,3 +175,17 @@ def test_relative_input_dir_resolves_from_the_results_repository(tmp_path, monke
     monkeypatch.chdir("/")
     assert resolve_input_dir("data/input", results) == tmp_path / "data/input"
     assert resolve_input_dir("/abs/where", results) == Path("/abs/where")
+
+
+def test_character_matching_uses_the_detector_box_not_the_padded_crop(tmp_path):
+    """Character recall must not depend on merge.crop_padding (a cosmetic setting)."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    kio.atomic_write_png(inp / "a_gt.png", _mask(100, 100, (40, 20, 60, 90)))
+    kio.atomic_write_png(out / "masks/a.png", _mask(100, 100, (40, 20, 60, 90)))
+    character = {"index": 0, "box": [0, 0, 100, 100], "character_box": [39, 18, 61, 91],
+                 "face_box": None, "keypoints": {}}  # fmt: skip
+    record = {"source": "a.jpg", "status": "ok", "gt": "a_gt.png", "mask": "masks/a.png",
+              "characters": [character]}  # fmt: skip
+    report = build_report(_results(tmp_path, [record]))
+    assert report["summary"]["character_recall"] == 1.0
+    assert report["summary"]["character_precision"] == 1.0
