@@ -160,7 +160,6 @@ class OwnedLock:
     def __init__(self, store: diskcache.Cache, key: str, expire: float = 900.0):
         self.store, self.key, self.expire = store, key, float(expire)
         self.token = f"{socket.gethostname()}:{os.getpid()}"
-        self.broken = 0  # stale locks broken while acquiring
 
     def _stale(self, owner: Any) -> bool:
         host, _, pid = str(owner).rpartition(":")
@@ -174,7 +173,6 @@ class OwnedLock:
                 with self.store.transact(retry=True):
                     if self.store.get(self.key) == owner:
                         self.store.delete(self.key)
-                        self.broken += 1
                         log.info("cache: broke the lock of dead process %s on %s", owner, self.key)
                 continue
             time.sleep(delay)

@@ -6,6 +6,7 @@ a test keeps the two equal. Stage entry points read only their own section of ``
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Any
@@ -53,3 +54,11 @@ def resolve_models_dir(configured: str | os.PathLike | None) -> Path:
     if not path.is_absolute():
         path = (main_repo_root() or REPO_ROOT) / path
     return path
+
+
+def import_target(target: str) -> type:
+    """The class named by a dotted ``module.Class`` path."""
+    module, _, attr = target.rpartition(".")
+    if not module:
+        raise ValueError(f"_target_ must be a dotted path 'package.module.Class', got {target!r}")
+    return getattr(importlib.import_module(module), attr)

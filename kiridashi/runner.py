@@ -115,7 +115,7 @@ class Runner:
         A backend class may list the modules its memoised values depend on in ``MEMO_MODULES``,
         so that editing another backend keeps them; otherwise the whole segment step counts.
         """
-        from kiridashi.detectors.base import import_target
+        from kiridashi.config import import_target
 
         target = (self.cfg.get("segment") or {}).get("_target_")
         modules = getattr(import_target(target), "MEMO_MODULES", None) if target else None

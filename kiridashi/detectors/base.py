@@ -9,7 +9,6 @@ from the ``_target_`` dotted path of their config entry and kept for the life of
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Any, Protocol, runtime_checkable
 
@@ -17,6 +16,7 @@ import cv2
 import numpy as np
 
 from kiridashi.cache import params_digest
+from kiridashi.config import import_target
 from kiridashi.types import BoxXYXY, Detection
 
 log = logging.getLogger(__name__)
@@ -52,14 +52,6 @@ class MissingModel(RuntimeError):
 
 _INSTANCES: dict[str, Any] = {}
 _WARNED: set[str] = set()
-
-
-def import_target(target: str) -> type:
-    """The class named by a dotted ``module.Class`` path."""
-    module, _, attr = target.rpartition(".")
-    if not module:
-        raise ValueError(f"_target_ must be a dotted path 'package.module.Class', got {target!r}")
-    return getattr(importlib.import_module(module), attr)
 
 
 def constructor_params(cfg: dict) -> dict:

@@ -5,13 +5,13 @@ A segmenter returns one float32 HxW soft mask in [0, 1] per character, in the or
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from kiridashi.cache import params_digest
+from kiridashi.config import import_target
 from kiridashi.types import Character
 
 META_KEYS = ("_target_", "backend")
@@ -31,8 +31,7 @@ def build(cfg: dict, models_dir: Path) -> Segmenter:
     params = {k: v for k, v in cfg.items() if k not in META_KEYS}
     key = f"{cfg['_target_']}:{params_digest(params)}:{models_dir}"
     if key not in _INSTANCES:
-        module, _, attr = cfg["_target_"].rpartition(".")
-        cls = getattr(importlib.import_module(module), attr)
+        cls = import_target(cfg["_target_"])
         accepts_models = "models_dir" in getattr(cls, "CONTEXT", ())
         extra = {"models_dir": Path(models_dir)} if accepts_models else {}
         _INSTANCES[key] = cls(**params, **extra)
