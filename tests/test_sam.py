@@ -51,6 +51,18 @@ def test_missing_checkpoint_names_config_key_and_fetch(tmp_path):
     assert "kiridashi models fetch sam_vit_b" in str(err.value)
 
 
+def test_missing_sam_extra_is_a_one_line_model_error(tmp_path, monkeypatch):
+    """Checkpoint present but torch / segment-anything not installed: name the extra."""
+    import sys
+
+    (tmp_path / "sam_vit_b_01ec64.pth").write_bytes(b"weights")
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
+    seg = SamSegmenter(checkpoint="sam_vit_b_01ec64.pth", models_dir=tmp_path)
+    with pytest.raises(ModelError) as err:
+        seg.segment(np.zeros((80, 96, 3), np.uint8), TWO_CHARACTERS, memo=None)
+    assert "pip install -e '.[sam]'" in str(err.value) and "\n" not in str(err.value)
+
+
 def _tiny_sam_checkpoint(path: Path) -> Path:
     """A random SAM with toy sizes, wired like segment_anything.build_sam._build_sam."""
     torch = pytest.importorskip("torch")

@@ -308,10 +308,22 @@ class SamSegmenter:
         return require(self.checkpoint, "segment.checkpoint", name)
 
     def modules(self):
-        """The loaded SAM parts (loaded on first use, once per process)."""
+        """The loaded SAM parts (loaded on first use, once per process).
+
+        Raises ModelError (one line) for a missing checkpoint, then for a missing ``sam`` extra.
+        """
         if self._modules is None:
+            checkpoint = self._require_checkpoint()
+            try:
+                import segment_anything  # noqa: F401
+                import torch  # noqa: F401
+            except ImportError as exc:
+                raise ModelError(
+                    f"segment={self.model_type and 'sam_' + self.model_type} needs the optional "
+                    f"extra: pip install -e '.[sam]' ({exc})"
+                ) from None
             self._device = resolve_device(self.device_setting)
-            self._modules = load_sam(self.model_type, self._require_checkpoint(), self._device)
+            self._modules = load_sam(self.model_type, checkpoint, self._device)
             log.info("SAM %s loaded from %s on %s", self.model_type, self.checkpoint, self._device)
         return self._modules
 
@@ -335,9 +347,10 @@ class SamSegmenter:
         import time
 
         import cv2
+
+        modules = self.modules()  # first: clear errors for a missing checkpoint or extra
         import torch
 
-        modules = self.modules()
         start = time.perf_counter()
         in_h, in_w = self.input_hw(image.shape[:2])
         shrink = in_w < image.shape[1]
