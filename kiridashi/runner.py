@@ -38,7 +38,7 @@ STEP_CODE = {
     "preprocess": ("kiridashi.preprocess", "kiridashi.io"),
     "detect": ("kiridashi.detectors", "kiridashi.types"),
     "segment": ("kiridashi.segmenters",),
-    "merge": ("kiridashi.merge",),
+    "merge": ("kiridashi.merge", "kiridashi.edges"),
 }
 SCHEMA_VERSION = 1
 

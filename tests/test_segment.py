@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from kiridashi.merge import decontaminate, merge_characters, rgba_crop
+from kiridashi.edges import decontaminate
+from kiridashi.merge import merge_characters, rgba_crop
 from kiridashi.metrics import iou
 from kiridashi.segmenters.anime import AnimeRegionCut
 from kiridashi.segmenters.regions import ColourModel, min_cut, region_graph, superpixels
