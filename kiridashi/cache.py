@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import inspect
 import json
 import logging
@@ -62,24 +63,31 @@ def code_version(*modules: ModuleType | str) -> str:
     """Digest of the source code of the given modules or packages (by object or dotted name).
 
     A package counts with every ``.py`` file below it. A stage's results are keyed by this, so
-    editing the code that computes them invalidates exactly those cache entries.
+    editing the code that computes them invalidates exactly those cache entries. Dotted names
+    are located with ``importlib.util.find_spec`` and not imported (a warm re-run need not load
+    the detectors' heavy dependencies).
     """
-    import importlib
-
     h = hashlib.sha1()
     for mod in modules:
-        if isinstance(mod, str):
-            mod = importlib.import_module(mod)
-        paths = getattr(mod, "__path__", None)
-        files = (
-            sorted(p for folder in paths for p in Path(folder).rglob("*.py"))
-            if paths
-            else [Path(inspect.getfile(mod))]
-        )
-        for file in files:
+        for file in _source_files(mod):
             h.update(file.name.encode())
             h.update(file.read_bytes())
     return h.hexdigest()[:12]
+
+
+def _source_files(mod: ModuleType | str) -> list[Path]:
+    if isinstance(mod, str):
+        spec = importlib.util.find_spec(mod)
+        if spec is None or spec.origin is None:
+            raise ModuleNotFoundError(f"no source for module {mod!r}")
+        folders = spec.submodule_search_locations
+        origin = spec.origin
+    else:
+        folders = getattr(mod, "__path__", None)
+        origin = inspect.getfile(mod)
+    if folders:
+        return sorted(p for folder in folders for p in Path(folder).rglob("*.py"))
+    return [Path(origin)]
 
 
 def make_key(stage: str, version: str, content: str, params: Any) -> str:

@@ -370,7 +370,10 @@ def load_mask(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndar
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same folder + ``os.replace``.
 
-    A killed process leaves either the old file or the new one, never a partial file.
+    A killed process leaves either the old file or the new one, never a partial file. There is
+    no fsync per file (it was half the time of a warm re-run): a killed process cannot leave a
+    partial file either way, and after a power cut the newest outputs may be missing or empty,
+    which a re-run restores from the cache.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -378,8 +381,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
@@ -397,9 +398,13 @@ def atomic_write_json(path: Path, obj: object) -> None:
 
 
 def encode_png(array: np.ndarray) -> bytes:
-    """PNG bytes of an HxW (L), HxWx3 (RGB) or HxWx4 (RGBA) uint8 array."""
+    """PNG bytes of an HxW (L), HxWx3 (RGB) or HxWx4 (RGBA) uint8 array.
+
+    zlib level 1: a 720x600 RGBA crop encodes in ~35 ms instead of ~105 ms at level 6, for a
+    file ~10 % larger (lossless either way).
+    """
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG", compress_level=6)
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
 
