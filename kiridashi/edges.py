@@ -46,12 +46,27 @@ def matte_alpha(mask: np.ndarray, soft: np.ndarray, band_px: float) -> np.ndarra
 
 def edge_alpha(mask: np.ndarray, soft: np.ndarray, edges: dict) -> np.ndarray:
     """uint8 alpha of one character by ``edges.mode``: ``hard`` (0/255), ``soft`` with
-    ``edges.alpha`` = ``matte`` (:func:`matte_alpha`) or ``ramp`` (:func:`soft_alpha`)."""
-    if edges.get("mode", "hard") == "hard":
+    ``edges.alpha`` = ``matte`` (:func:`matte_alpha`) or ``ramp`` (:func:`soft_alpha`).
+
+    Soft alpha is computed in the mask's bounding box grown by the edge width (the rest is 0), so
+    its cost follows the character's size, not the image's.
+    """
+    if edges.get("mode", "hard") == "hard" or not mask.any():
         return mask.astype(np.uint8) * 255
-    if edges.get("alpha", "ramp") == "matte":
-        return matte_alpha(mask, soft, float(edges.get("band_px", 2.0)))
-    return soft_alpha(mask, float(edges.get("feather_px", 1.5)))
+    matte = edges.get("alpha", "ramp") == "matte"
+    width = float(edges.get("band_px", 2.0)) if matte else float(edges.get("feather_px", 1.5))
+    ys, xs = np.nonzero(mask)
+    grow = int(np.ceil(width)) + 2
+    h, w = mask.shape
+    y0, y1 = max(0, int(ys.min()) - grow), min(h, int(ys.max()) + 1 + grow)
+    x0, x1 = max(0, int(xs.min()) - grow), min(w, int(xs.max()) + 1 + grow)
+    roi = mask[y0:y1, x0:x1]
+    out = np.zeros(mask.shape, np.uint8)
+    if matte:
+        out[y0:y1, x0:x1] = matte_alpha(roi, soft[y0:y1, x0:x1], width)
+    else:
+        out[y0:y1, x0:x1] = soft_alpha(roi, width)
+    return out
 
 
 def decontaminate(rgb: np.ndarray, alpha: np.ndarray, max_side: int) -> np.ndarray:

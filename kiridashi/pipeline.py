@@ -31,6 +31,7 @@ from kiridashi.cache import ResultCache, params_digest, resolve_cache_dir
 from kiridashi.config import resolve_models_dir
 from kiridashi.models import ModelError
 from kiridashi.runner import SCHEMA_VERSION, STEPS, Runner, Skipped, Source, output_stem
+from kiridashi.threads import limit_threads
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,9 @@ def progress(iterable: Iterable | None, total: int, desc: str):
     return tqdm(iterable, total=total, desc=desc, unit="img", disable=None, file=sys.stderr)
 
 
-def make_runner(cfg: dict) -> Runner:
+def make_runner(cfg: dict, jobs: int = 1) -> Runner:
+    """A Runner for a process that is one of ``jobs`` image workers (sizes the thread pools)."""
+    limit_threads(jobs)
     cache_cfg = cfg.get("cache") or {}
     cache = ResultCache(
         resolve_cache_dir(cache_cfg.get("dir")),
@@ -197,11 +200,11 @@ def attempt(
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(cfg: dict, step: str, on_result) -> None:
+def _worker_init(cfg: dict, step: str, on_result, jobs: int) -> None:
     from kiridashi.logs import setup_logging
 
     setup_logging()
-    _WORKER.update(runner=make_runner(cfg), step=step, on_result=on_result)
+    _WORKER.update(runner=make_runner(cfg, jobs), step=step, on_result=on_result)
 
 
 def _worker_run(src: Source, record: dict) -> tuple[dict, dict, dict]:
@@ -253,7 +256,7 @@ def run_step(
         max_workers=jobs,
         mp_context=ctx,
         initializer=_worker_init,
-        initargs=(runner.cfg, step, on_result),
+        initargs=(runner.cfg, step, on_result, jobs),
     ) as pool:
         futures = {pool.submit(_worker_run, sources[i], records[i]): i for i in todo}
         for fut in as_completed(futures):
