@@ -207,18 +207,12 @@ def _worker_init(cfg: dict, step: str, on_result, jobs: int) -> None:
     _WORKER.update(runner=make_runner(cfg, jobs), step=step, on_result=on_result)
 
 
-def _worker_run(src: Source, record: dict) -> tuple[dict, dict, dict]:
-    """One image in a worker: its record, the step counts and the cache sub-result counts."""
+def _worker_run(src: Source, record: dict) -> tuple[dict, Counter]:
+    """One image in a worker: its record and the counts it added (:meth:`Runner.tally`)."""
     runner: Runner = _WORKER["runner"]
-    before = {s: Counter(c) for s, c in runner.counts.items()}
-    kinds_before = {k: list(v) for k, v in runner.cache.stats.by_kind.items()}
+    before = runner.tally()
     record = attempt(runner, _WORKER["step"], src, record, _WORKER["on_result"])
-    delta = {s: dict(runner.counts[s] - before[s]) for s in runner.counts}
-    kinds = {
-        k: [v[0] - kinds_before.get(k, [0, 0])[0], v[1] - kinds_before.get(k, [0, 0])[1]]
-        for k, v in runner.cache.stats.by_kind.items()
-    }
-    return record, delta, kinds
+    return record, runner.tally() - before
 
 
 def run_step(
@@ -262,7 +256,7 @@ def run_step(
         for fut in as_completed(futures):
             i = futures[fut]
             try:
-                record, delta, kinds = fut.result()
+                record, delta = fut.result()
             except FATAL:
                 for other in futures:
                     other.cancel()
@@ -270,16 +264,11 @@ def run_step(
             except Exception as exc:  # noqa: BLE001 - a crashed worker loses one image only
                 record = records[i]
                 record.update(status="skipped", reason=f"{step} worker failed: {exc}")
-                delta, kinds = {step: {"skipped": 1}}, {}
+                delta = Counter({("step", step, "skipped"): 1})
                 log.error("skipped %s: %s", sources[i].rel, record["reason"])
-            for kind, (computed, reused) in kinds.items():
-                slot = runner.cache.stats.by_kind.setdefault(kind, [0, 0])
-                slot[0] += computed
-                slot[1] += reused
+            runner.add_tally(delta)
             records[i].clear()
             records[i].update(record)
-            for s, counts in delta.items():
-                runner.counts[s].update(counts)
             bar.update(1)
             if on_done:
                 on_done(records[i])

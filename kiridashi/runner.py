@@ -104,6 +104,28 @@ class Runner:
         self.counts: dict[str, Counter] = {s: Counter() for s in STEPS}
         self._recent: OrderedDict[str, Any] = OrderedDict()
 
+    def tally(self) -> Counter:
+        """All counts as one Counter: ``("step", step, outcome)`` (computed / reused / skipped)
+        and ``("kind", sub_result_kind, outcome)`` (computed / reused). A worker returns
+        ``tally() - before`` for one image and the parent adds it with :meth:`add_tally`."""
+        out: Counter = Counter()
+        for step, counts in self.counts.items():
+            for outcome, n in counts.items():
+                out["step", step, outcome] += n
+        for kind, (computed, reused) in self.cache.stats.by_kind.items():
+            out["kind", kind, "computed"] += computed
+            out["kind", kind, "reused"] += reused
+        return out
+
+    def add_tally(self, delta: Counter) -> None:
+        """Add a worker's count delta (see :meth:`tally`) to this runner's counts."""
+        for (what, name, outcome), n in delta.items():
+            if what == "step":
+                self.counts[name][outcome] += n
+            else:
+                slot = self.cache.stats.by_kind.setdefault(name, [0, 0])
+                slot[0 if outcome == "computed" else 1] += n
+
     @cached_property
     def versions(self) -> dict[str, str]:
         return {step: code_version(*mods) for step, mods in STEP_CODE.items()}

@@ -180,3 +180,23 @@ def test_a_batch_does_not_keep_every_image_in_memory(sample_images, cfg):
     assert all(r["status"] == "ok" for r in records)
     assert not any("data" in s.__dict__ for s in sources)
     assert all(s.hash == r["content_hash"] for s, r in zip(sources, records, strict=True))
+
+
+def test_worker_count_deltas_add_up_in_the_parent(cfg):
+    from kiridashi.pipeline import make_runner
+
+    worker, parent = make_runner(cfg), make_runner(cfg)
+    worker.counts["detect"]["reused"] += 2
+    worker.cache.stats.count("detect.raw.lbp_cascade", computed=True)
+    before = worker.tally()
+    worker.counts["detect"]["computed"] += 1
+    worker.counts["merge"]["skipped"] += 1
+    worker.cache.stats.count("detect.raw.lbp_cascade", computed=False)
+    worker.cache.stats.count("segment.embedding", computed=True)
+    parent.add_tally(worker.tally() - before)
+    assert parent.counts["detect"] == {"computed": 1}
+    assert parent.counts["merge"] == {"skipped": 1}
+    assert parent.cache.stats.by_kind == {
+        "detect.raw.lbp_cascade": [0, 1],
+        "segment.embedding": [1, 0],
+    }
