@@ -219,6 +219,14 @@ def summarise(entries: list[dict], results: dict) -> dict[str, Any]:
     for key in SCORE_KEYS:
         summary[f"mean_{key}"] = _mean([e["metrics"][key] for e in with_chars])
     summary["min_iou"] = min((e["metrics"]["iou"] for e in with_chars), default=None)
+    # images with one GT character vs several (the union mask is scored in both)
+    for group, members in (
+        ("single", [e for e in with_chars if e.get("characters_gt") == 1]),
+        ("multi", [e for e in with_chars if e.get("characters_gt", 0) >= 2]),
+    ):
+        summary[f"{group}_images"] = len(members)
+        for key in ("iou", "boundary_f"):
+            summary[f"{group}_mean_{key}"] = _mean([e["metrics"][key] for e in members])
     gt_chars = sum(e.get("characters_gt", 0) for e in scored)
     matched = sum(e.get("characters_matched", 0) for e in scored)
     predicted = sum(e["n_characters"] for e in scored)

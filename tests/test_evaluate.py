@@ -189,3 +189,22 @@ def test_character_matching_uses_the_detector_box_not_the_padded_crop(tmp_path):
     report = build_report(_results(tmp_path, [record]))
     assert report["summary"]["character_recall"] == 1.0
     assert report["summary"]["character_precision"] == 1.0
+
+
+def test_summary_splits_one_character_and_several_character_images(tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    one = _mask(40, 60, (10, 5, 30, 35))
+    two = _mask(40, 60, (2, 5, 20, 35)) | _mask(40, 60, (35, 5, 55, 35))
+    kio.atomic_write_png(inp / "one_gt.png", one)
+    kio.atomic_write_png(inp / "two_gt.png", two)
+    kio.atomic_write_png(out / "masks/one.png", one)  # perfect
+    kio.atomic_write_png(out / "masks/two.png", _mask(40, 60, (2, 5, 20, 35)))  # one of two
+    images = [
+        {"source": s, "status": "ok", "gt": f"{Path(s).stem}_gt.png",
+         "mask": f"masks/{Path(s).stem}.png", "characters": []}
+        for s in ("one.jpg", "two.jpg")
+    ]  # fmt: skip
+    s = build_report(_results(tmp_path, images))["summary"]
+    assert s["single_images"] == 1 and s["multi_images"] == 1
+    assert s["single_mean_iou"] == 1.0 and s["single_mean_boundary_f"] == 1.0
+    assert abs(s["multi_mean_iou"] - 540 / 1140) < 1e-4  # 18x30 of 18x30 + 20x30
