@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -39,6 +40,25 @@ def copy_tracked_tree(dst: Path, src: Path = REPO) -> Path:
             shutil.copy2(path, dst / rel)
     (dst / "data").mkdir(parents=True, exist_ok=True)
     return dst
+
+
+def scratch_dvc_repo(work: Path, images: Path, env: dict) -> tuple[Path, dict]:
+    """A git + DVC copy of this repo in ``work/repo`` with ``images`` as ``data/input``
+    (``dvc add``, committed); returns it and the environment to run ``dvc`` in it."""
+    repo = work / "repo"
+    copy_tracked_tree(repo)
+    shutil.copytree(images, repo / "data" / "input")
+    denv = dict(env, PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
+    denv["PYTHONPATH"] = str(repo)
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
+    for cmd in (
+        ["git", "init", "-q"],
+        [sys.executable, "-m", "dvc", "add", "-q", "data/input"],
+        ["git", "add", "-A"],
+        [*git, "commit", "-qm", "bench"],
+    ):
+        subprocess.run(cmd, cwd=repo, env=denv, check=True, capture_output=True)
+    return repo, denv
 
 
 def measured_run(cmd: list[str], env: dict, cwd: Path) -> dict:

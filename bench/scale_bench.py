@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -30,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench.common import REPO, copy_tracked_tree, measured_run
+from bench.common import REPO, measured_run, scratch_dvc_repo
 
 DEV = REPO.parent / "shared" / "datasets" / "dev" / "images"
 
@@ -118,19 +117,7 @@ def main() -> None:
                 flush=True,
             )
 
-        repo = work / "repo"
-        copy_tracked_tree(repo)
-        shutil.copytree(work / "large", repo / "data" / "input")
-        denv = dict(env, PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
-        denv["PYTHONPATH"] = str(repo)
-        git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
-        for cmd in (
-            ["git", "init", "-q"],
-            [sys.executable, "-m", "dvc", "add", "-q", "data/input"],
-            ["git", "add", "-A"],
-            [*git, "commit", "-qm", "bench"],
-        ):
-            subprocess.run(cmd, cwd=repo, env=denv, check=True, capture_output=True)
+        repo, denv = scratch_dvc_repo(work, work / "large", env)
         dvc = [sys.executable, "-m", "dvc"]
         first = measured_run([*dvc, "repro"], denv, cwd=repo)
         noop = measured_run([*dvc, "repro"], denv, cwd=repo)
