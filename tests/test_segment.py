@@ -109,9 +109,24 @@ def test_every_step_can_be_switched_off(segment_cfg):
     for step in ("selfie", "colour", "seeds", "pairwise", "open_boxes", "refine", "enclosure",
                  "shape", "band"):  # fmt: skip
         params[step] = dict(segment_cfg[step], enabled=False)
+    params["enclosure"]["border"] = dict(segment_cfg["enclosure"]["border"], enabled=False)
     soft = AnimeRegionCut(**params).segment(image, [character], memo=None)[0]
     assert soft.shape == (H, W) and soft.min() >= 0.0 and soft.max() <= 1.0
     assert (soft[:, :100] < 0.5).all()  # outside the grown box stays background
+
+
+def test_enclosure_border_opens_the_image_border():
+    # a figure outline (dark U) standing on the bottom edge: the pocket between its arms is closed
+    # by the image border only; with ``enclosure.border`` background there is reachable
+    image = np.full((60, 60, 3), 200, np.uint8)
+    cv2.rectangle(image, (10, 10), (50, 70), (20, 20, 20), 1)
+    outside = np.zeros((60, 60), bool)
+    outside[:5] = True
+    seg = AnimeRegionCut()
+    assert seg.enclosed(image, outside)[55, 30]  # closed by the border: counts as inside
+    edge = np.zeros((60, 60), bool)
+    edge[-1] = True
+    assert not seg.enclosed(image, outside | edge)[55, 30]
 
 
 def _edges(cfg: dict, **changes) -> dict:

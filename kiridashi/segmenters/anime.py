@@ -9,7 +9,11 @@ Per image (all characters together, at a work copy whose long side is ``work_sid
    borders follow the line art and the flat colour regions of a drawn figure.
 3. per-region foreground log-odds from (a) MediaPipe selfie-segmentation person probability
    (``selfie``), (b) foreground/background colour histograms re-learned from the current labels
-   (``colour``), (c) sure foreground at the face core and confident face/pose points (``seeds``).
+   (``colour``), (c) sure foreground at the face core and confident face/pose points (``seeds``),
+   (d) a body-layout prior (``shape``), (e) line-art enclosure (``enclosure``): regions that the
+   sure background cannot reach without crossing dark line art count as inside; with
+   ``enclosure.border`` the image border where the selfie model sees background is also open,
+   so the floor behind a figure cut by the bottom edge is not "enclosed" by it.
 4. graph cut over the region adjacency graph: cutting between two regions costs their border
    length times their colour similarity (``pairwise``); repeated ``iterations`` times with
    re-learned colours.
@@ -59,7 +63,8 @@ SHAPE = {"enabled": True, "weight": 1.0, "head_scale": 1.6, "torso_width_faces":
          "column_share": 0.4}  # fmt: skip
 BAND = {"enabled": True, "px": 8, "weight": 8.0}
 ENCLOSURE = {"enabled": True, "weight": 1.0, "barrier": "lines", "line_px": 5, "line_contrast": 40.0,
-             "canny": [50, 150], "close_px": 1}  # fmt: skip
+             "canny": [50, 150], "close_px": 1,
+             "border": {"enabled": False, "max_selfie": 0.5}}  # fmt: skip
 
 
 class AnimeRegionCut:
@@ -232,7 +237,11 @@ class AnimeRegionCut:
         allowed_c, sure_c = allowed[y0:y1, x0:x1], sure[y0:y1, x0:x1]
         prob_c = prob[y0:y1, x0:x1] if prob is not None else None
         body_c = body[y0:y1, x0:x1] if body is not None else None
-        fg = self._cut(crop, allowed_c, sure_c, prob_c, body_c)
+        edge = np.zeros(crop.shape[:2], bool)  # crop pixels on the image's own border
+        edge[0, :], edge[-1, :] = y0 == 0, y1 == h
+        edge[:, 0] |= x0 == 0
+        edge[:, -1] |= x1 == w
+        fg = self._cut(crop, allowed_c, sure_c, prob_c, body_c, edge)
         out = np.zeros((h, w), bool)
         out[y0:y1, x0:x1] = fg
         return out
@@ -244,8 +253,11 @@ class AnimeRegionCut:
         sure: np.ndarray,
         prob: np.ndarray | None,
         body: np.ndarray | None,
+        edge: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Graph cut of one crop (HxWx3 RGB, HxW bool masks, HxW prob or None) -> HxW bool."""
+        """Graph cut of one crop (HxWx3 RGB, HxW bool masks, HxW prob or None) -> HxW bool.
+
+        ``edge`` (HxW bool): crop pixels on the image's own border."""
         labels = superpixels(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), self.superpixel_px)
         lab = cv2.cvtColor(image, cv2.COLOR_RGB2Lab).astype(np.float32)
         graph = region_graph(labels, lab)
@@ -260,7 +272,13 @@ class AnimeRegionCut:
         if body is not None:
             base += float(self.shape["weight"]) * graph.mean(labels, body)
         if self.enclosure["enabled"]:
-            inside = self.enclosed(image, ~allowed).astype(np.float64)
+            outside = ~allowed
+            border = {**ENCLOSURE["border"], **(self.enclosure.get("border") or {})}
+            if edge is not None and prob is not None and border["enabled"]:
+                # the image border is open: where the selfie model sees background there, the
+                # background behind a figure cut by the border is reachable through it
+                outside = outside | (edge & (prob < float(border["max_selfie"])))
+            inside = self.enclosed(image, outside).astype(np.float64)
             base += float(self.enclosure["weight"]) * (2 * graph.mean(labels, inside) - 1)
         weights = np.zeros(len(graph.edges))
         if self.pairwise["enabled"]:
