@@ -27,7 +27,7 @@ import numpy as np
 from kiridashi import io as kio
 from kiridashi.cache import ImageMemo, ResultCache, code_version, content_hash, make_key
 from kiridashi.merge import build_merge_result
-from kiridashi.preprocess import preprocess_image
+from kiridashi.preprocess import preprocess_image, resize_to_work
 from kiridashi.types import Character
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,7 @@ class Runner:
         self.models_dir = Path(models_dir)
         self.counts: dict[str, Counter] = {s: Counter() for s in STEPS}
         self._recent: OrderedDict[str, Any] = OrderedDict()
+        self._last_decoded: tuple[str | None, Any] = (None, None)
 
     def tally(self) -> Counter:
         """All counts as one Counter: ``("step", step, outcome)`` (computed / reused / skipped)
@@ -185,7 +186,7 @@ class Runner:
 
         def compute() -> dict:
             try:
-                decoded = kio.decode_image(src.data, int(cfg.get("max_pixels", 64_000_000)))
+                decoded = self.decoded(src)
             except kio.BadInput as exc:
                 return {"skip": str(exc)}
             image = preprocess_image(decoded.rgb, cfg)
@@ -224,7 +225,7 @@ class Runner:
         keys = self.keys(src, "segment")
 
         def compute() -> dict:
-            image = self.preprocess(src)["image"]
+            image = self.segment_input(src)
             det = self.detect(src)
             characters = [Character.from_dict(c) for c in det["characters"]]
             reset_rng()
@@ -235,6 +236,26 @@ class Runner:
 
         return self._cached("segment", keys["segment"], compute)
 
+    def decoded(self, src: Source) -> kio.DecodedImage:
+        """The source decoded (``.rgb`` HxWx3 uint8, oriented, full size; raises BadInput); the
+        last one is kept, so the steps of one image decode it once."""
+        if self._last_decoded[0] != src.hash:
+            max_pixels = int(self.cfg["preprocess"].get("max_pixels", 64_000_000))
+            self._last_decoded = (src.hash, kio.decode_image(src.data, max_pixels))
+        return self._last_decoded[1]
+
+    def segment_input(self, src: Source) -> np.ndarray:
+        """The work-size image the segmenter sees, by ``segment.input``: ``original`` (default:
+        the decoded image at work size, without denoise and CLAHE, which help the detectors but
+        blur the edges the cut follows) or ``preprocessed`` (what the detectors see)."""
+        mode = self.cfg["segment"].get("input", "original")
+        if mode == "preprocessed":
+            return self.preprocess(src)["image"]
+        if mode != "original":
+            raise ValueError(f"segment.input must be original or preprocessed, not {mode!r}")
+        max_side = int(self.cfg["preprocess"].get("max_side", 0))
+        return np.ascontiguousarray(resize_to_work(self.decoded(src).rgb, max_side))
+
     def merge(self, src: Source) -> dict:
         """Final outputs of one image as encoded bytes (see :func:`write_outputs`)."""
         keys = self.keys(src)
@@ -242,8 +263,7 @@ class Runner:
         def compute() -> dict:
             pre = self.preprocess(src)
             seg = self.segment(src)
-            decoded = kio.decode_image(src.data, int(self.cfg["preprocess"]["max_pixels"]))
-            return build_merge_result(decoded.rgb, pre, seg, self.cfg["merge"])
+            return build_merge_result(self.decoded(src).rgb, pre, seg, self.cfg["merge"])
 
         return self._cached("merge", keys["merge"], compute)
 

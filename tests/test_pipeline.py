@@ -200,3 +200,15 @@ def test_worker_count_deltas_add_up_in_the_parent(cfg):
         "detect.raw.lbp_cascade": [0, 1],
         "segment.embedding": [1, 0],
     }
+
+
+def test_segmenter_sees_the_original_image_at_work_size(sample_images, cfg):
+    from kiridashi.pipeline import discover_sources, make_runner
+
+    sources, _, _ = discover_sources(sample_images)
+    src = sources[0]
+    runner = make_runner(cfg)
+    original, pre = runner.segment_input(src), runner.preprocess(src)["image"]
+    assert original.shape == pre.shape and not np.array_equal(original, pre)
+    as_detected = {**cfg, "segment": {**cfg["segment"], "input": "preprocessed"}}
+    np.testing.assert_array_equal(make_runner(as_detected).segment_input(src), pre)

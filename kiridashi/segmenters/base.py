@@ -14,7 +14,8 @@ from kiridashi.cache import params_digest
 from kiridashi.config import import_target
 from kiridashi.types import Character
 
-META_KEYS = ("_target_", "backend")
+# not constructor arguments: ``input`` (which image the segmenter sees) is read by the runner
+META_KEYS = ("_target_", "backend", "input")
 _INSTANCES: dict[str, Any] = {}
 
 
