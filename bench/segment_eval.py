@@ -342,7 +342,11 @@ def main() -> None:
         "--preprocess", action="store_true", help="apply the preprocess stage first"
     )
     parser.add_argument(
-        "--set", nargs="*", default=[], help="Hydra overrides, e.g. segment=isnetis"
+        "--set",
+        nargs="*",
+        action="extend",
+        default=[],
+        help="Hydra overrides, e.g. segment=isnetis (repeatable)",
     )
     parser.add_argument(
         "--preprocess-only",

@@ -108,12 +108,22 @@ def test_every_step_can_be_switched_off(segment_cfg):
     image, gt, character = drawn_figure()
     params = dict(segment_cfg)
     for step in ("selfie", "colour", "seeds", "pairwise", "open_boxes", "refine", "enclosure",
-                 "shape", "band"):  # fmt: skip
+                 "shape", "band", "fullres"):  # fmt: skip
         params[step] = dict(segment_cfg[step], enabled=False)
     params["enclosure"]["border"] = dict(segment_cfg["enclosure"]["border"], enabled=False)
     soft = AnimeRegionCut(**params).segment(image, [character], memo=None)[0]
     assert soft.shape == (H, W) and soft.min() >= 0.0 and soft.max() <= 1.0
     assert (soft[:, :100] < 0.5).all()  # outside the grown box stays background
+
+
+def test_fullres_band_cut_moves_the_boundary_onto_the_outline():
+    # a coarse cut 3 px inside a dark-outlined disc is pulled out to the outer side of the line
+    image, gt, _ = drawn_figure()
+    coarse = cv2.erode(gt.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    seg = AnimeRegionCut(fullres={"enabled": True, "px": 5})
+    fine = seg.refine_full(image, coarse, np.ones((H, W), bool))
+    assert fine.shape == (H, W) and fine.dtype == bool
+    assert iou(fine, gt) > iou(coarse, gt) and iou(fine, gt) >= 0.98
 
 
 def test_enclosure_border_opens_the_image_border():

@@ -17,7 +17,10 @@ Per image (all characters together, at a work copy whose long side is ``work_sid
 4. graph cut over the region adjacency graph: cutting between two regions costs their border
    length times their colour similarity (``pairwise``); repeated ``iterations`` times with
    re-learned colours.
-5. refinement at the image's own resolution with an edge-aware guided filter (``refine``).
+5. refinement at the image's own resolution: a pixel-level graph cut in a narrow band around the
+   upscaled cut (``fullres``: local colour models, contrast-sensitive pairwise, and a bonus for
+   dark line art so the boundary sits on the outer side of the outline; recovers detail lost at
+   the work size), then an edge-aware guided filter (``refine``).
 
 Then each foreground pixel goes to the character whose face/box centre is nearest (in face
 widths), which splits touching characters. Masks are HxW float32 in [0, 1], boxes XYXY.
@@ -62,6 +65,9 @@ REFINE = {"enabled": True, "radius": 4, "eps": 0.01}
 SHAPE = {"enabled": True, "weight": 1.0, "head_scale": 1.6, "torso_width_faces": 1.6,
          "column_share": 0.4}  # fmt: skip
 BAND = {"enabled": True, "px": 8, "weight": 8.0}
+FULLRES = {"enabled": False, "px": 4, "weight": 8.0, "max_scale": 0.9, "sure_colours": True,
+           "prior": 0.0,
+           "line": {"enabled": True, "weight": 1.0, "line_px": 7, "contrast": 40.0}}  # fmt: skip
 ENCLOSURE = {"enabled": True, "weight": 1.0, "barrier": "lines", "line_px": 5, "line_contrast": 40.0,
              "canny": [50, 150], "close_px": 1,
              "border": {"enabled": False, "max_selfie": 0.5}}  # fmt: skip
@@ -87,6 +93,7 @@ class AnimeRegionCut:
         enclosure: dict | None = None,
         shape: dict | None = None,
         band: dict | None = None,
+        fullres: dict | None = None,
     ):
         self.work_side = int(work_side)
         self.superpixel_px = int(superpixel_px)
@@ -103,6 +110,8 @@ class AnimeRegionCut:
         self.enclosure = _section(enclosure, ENCLOSURE)
         self.shape = _section(shape, SHAPE)
         self.band = _section(band, BAND)
+        self.fullres = _section(fullres, FULLRES)
+        self.fullres["line"] = _section(self.fullres.get("line"), FULLRES["line"])
         self._selfie_model = None
 
     # -- priors ------------------------------------------------------------------------------
@@ -222,6 +231,12 @@ class AnimeRegionCut:
     # -- segmentation ----------------------------------------------------------------------
     def union_mask(self, small: np.ndarray, characters: list[Character], s: float) -> np.ndarray:
         """HxW bool foreground of all characters at the work size of ``small`` (HxWx3 RGB)."""
+        return self._union(small, characters, s)[0]
+
+    def _union(
+        self, small: np.ndarray, characters: list[Character], s: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(HxW bool foreground, HxW bool allowed area) at the work size of ``small``."""
         h, w = small.shape[:2]
         prob = self.person_probability(small)
         allowed = self.allowed_area((h, w), characters, s, prob)
@@ -229,7 +244,7 @@ class AnimeRegionCut:
         body = self.body_prior((h, w), characters, s) if self.shape["enabled"] else None
         ys, xs = np.nonzero(allowed)
         if ys.size == 0:
-            return allowed
+            return allowed, allowed
         ring = int(self.ring * max(ys.max() - ys.min(), xs.max() - xs.min())) + 2
         y0, y1 = max(0, ys.min() - ring), min(h, ys.max() + 1 + ring)
         x0, x1 = max(0, xs.min() - ring), min(w, xs.max() + 1 + ring)
@@ -244,7 +259,7 @@ class AnimeRegionCut:
         fg = self._cut(crop, allowed_c, sure_c, prob_c, body_c, edge)
         out = np.zeros((h, w), bool)
         out[y0:y1, x0:x1] = fg
-        return out
+        return out, allowed
 
     def _cut(
         self,
@@ -325,13 +340,59 @@ class AnimeRegionCut:
         h, w = image.shape[:2]
         s = min(1.0, self.work_side / max(h, w))
         small = cv2.resize(image, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-        fg = self.union_mask(small, characters, s).astype(np.float32)
-        soft = cv2.resize(fg, (w, h), interpolation=cv2.INTER_LINEAR)
+        fg, allowed = self._union(small, characters, s)
+        soft = cv2.resize(fg.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        if self.fullres["enabled"] and s < float(self.fullres["max_scale"]):
+            allowed = cv2.resize(allowed.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+            soft = self.refine_full(image, soft >= 0.5, allowed > 0).astype(np.float32)
         if self.refine["enabled"] and int(self.refine["radius"]) > 0:
             guide = image.astype(np.float32) / 255.0
             r = max(1, int(round(int(self.refine["radius"]) / max(s, 1e-6) * 0.5)))
             soft = cv2.ximgproc.guidedFilter(guide, soft, r, float(self.refine["eps"]))
         return np.clip(soft, 0.0, 1.0)
+
+    def line_art(self, image: np.ndarray) -> np.ndarray:
+        """HxW float32 in [0, 1]: dark line art of ``image`` (HxWx3 RGB) by black-hat contrast
+        (0 below ``line.contrast`` / 2, 1 from ``line.contrast`` up)."""
+        cfg = self.fullres["line"]
+        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        k = int(cfg["line_px"])
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+        blackhat = cv2.morphologyEx(grey, cv2.MORPH_BLACKHAT, kernel).astype(np.float32)
+        c = float(cfg["contrast"])
+        return np.clip((blackhat - c / 2) / (c / 2), 0.0, 1.0)
+
+    def refine_full(self, image: np.ndarray, fg: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+        """Pixel graph cut at the image's own resolution in a ``fullres.px`` band around ``fg``.
+
+        image: HxWx3 uint8 RGB; fg, allowed: HxW bool (the upscaled cut and foreground limit).
+        Works on the crop around the band only. Returns HxW bool.
+        """
+        cfg = self.fullres
+        px = int(cfg["px"])
+        ys, xs = np.nonzero(fg)
+        if ys.size == 0 or px <= 0:
+            return fg
+        h, w = fg.shape
+        m = 2 * px + 2
+        y0, y1 = max(0, ys.min() - m), min(h, ys.max() + 1 + m)
+        x0, x1 = max(0, xs.min() - m), min(w, xs.max() + 1 + m)
+        crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+        extra = None
+        if cfg["line"]["enabled"]:
+            extra = float(cfg["line"]["weight"]) * self.line_art(crop)
+        if float(cfg["prior"]) > 0:  # keep near the coarse cut: +-prior at the band's edges
+            f8 = fg[y0:y1, x0:x1].astype(np.uint8)
+            inside = cv2.distanceTransform(f8, cv2.DIST_L2, 3)
+            outside = cv2.distanceTransform(1 - f8, cv2.DIST_L2, 3)
+            signed = np.clip((inside - outside) / px, -1.0, 1.0) * float(cfg["prior"])
+            extra = signed if extra is None else extra + signed
+        model = ColourModel(int(self.colour["bins"]), float(self.colour["sigma"]))
+        out = fg.copy()
+        out[y0:y1, x0:x1] = refine_band(crop, fg[y0:y1, x0:x1], allowed[y0:y1, x0:x1], px,
+                                        float(cfg["weight"]), model, float(self.colour["clip"]),
+                                        extra, bool(cfg["sure_colours"]))  # fmt: skip
+        return out
 
     @staticmethod
     def split(soft: np.ndarray, characters: list[Character]) -> list[np.ndarray]:

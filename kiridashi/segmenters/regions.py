@@ -158,12 +158,17 @@ def refine_band(
     pairwise_weight: float,
     colour: ColourModel,
     clip: float,
+    extra: np.ndarray | None = None,
+    sure_colours: bool = False,
 ) -> np.ndarray:
     """Pixel-level graph cut in a ``band_px`` band around the boundary of ``fg`` (HxW bool).
 
     Colour models are learned locally (from the foreground / background within twice the band)
     so the dark background next to a dark outline is told from the outline; pixels outside the
-    band keep their label and ``allowed`` (HxW bool) stays a hard limit. Returns HxW bool.
+    band keep their label and ``allowed`` (HxW bool) stays a hard limit. ``extra`` (HxW float,
+    optional) is added to the band's foreground log-odds. With ``sure_colours`` the colour models
+    come from the sure parts only (outside the band), so an outline the coarse cut left outside
+    does not teach the background model its colour. Returns HxW bool.
     """
     k = np.ones((3, 3), np.uint8)
     fg8 = fg.astype(np.uint8)
@@ -174,11 +179,15 @@ def refine_band(
     if not band.any():
         return fg
     wide = cv2.dilate(band.astype(np.uint8), k, iterations=band_px) > 0
+    if sure_colours:
+        wide &= ~band
     colour.fit(image, (fg & wide).astype(np.float64), (~fg & wide).astype(np.float64))
     nodes = cv2.dilate(band.astype(np.uint8), k) > 0  # band plus a fixed ring
     index = np.full(fg.shape, -1, np.int64)
     index[nodes] = np.arange(int(nodes.sum()))
     ratio = np.clip(colour.log_ratio(image), -clip, clip).astype(np.float64)
+    if extra is not None:
+        ratio = ratio + extra
     unary = np.where(band, ratio, np.where(fg, HARD, -HARD))[nodes]
     lab = cv2.cvtColor(image, cv2.COLOR_RGB2Lab).astype(np.float32)
     pairs, d2s = [], []
