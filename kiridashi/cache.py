@@ -310,6 +310,15 @@ class ResultCache:
         self._store.close()
 
 
+def open_cache(cache_cfg: dict | None = None) -> ResultCache:
+    """The result cache of a ``cache`` config section (``dir``, ``size_limit_gb``)."""
+    cache_cfg = cache_cfg or {}
+    return ResultCache(
+        resolve_cache_dir(cache_cfg.get("dir")),
+        int(float(cache_cfg.get("size_limit_gb", 20)) * 2**30),
+    )
+
+
 Memo = Callable[[str, dict, Callable[[], T]], T]
 
 

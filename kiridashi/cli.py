@@ -23,6 +23,7 @@ log = logging.getLogger("kiridashi")
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
+    from kiridashi.cache import open_cache
     from kiridashi.config import compose
     from kiridashi.evaluate import run_evaluation, summary_text
     from kiridashi.pipeline import RESULTS, extract
@@ -34,7 +35,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
     results = Path(args.output_dir) / RESULTS
     report = None
     if not args.no_check:
-        report = run_evaluation(results, cfg=cfg.get("evaluate"))
+        report = run_evaluation(
+            results, cfg=cfg.get("evaluate"), cache=open_cache(cfg.get("cache"))
+        )
         if report["summary"]["scored"]:
             print(summary_text(report))
         print(f"report: {results.parent / 'unified_quality_report.json'}")
@@ -55,8 +58,9 @@ def _notify_extraction(doc: dict, out_dir: Path, cfg: dict, report: dict | None 
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from kiridashi.cache import open_cache
     from kiridashi.config import compose
-    from kiridashi.evaluate import REPORT, run_evaluation, summary_text
+    from kiridashi.evaluate import REPORT, entries_text, run_evaluation, summary_text
     from kiridashi.notify import notify_check
 
     cfg = compose(args.overrides)
@@ -65,7 +69,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         cfg=cfg.get("evaluate"),
         dashboard=not args.no_dashboard,
         label=args.label,
+        cache=open_cache(cfg.get("cache")),
     )
+    print(entries_text(report))
     print(summary_text(report))
     print(f"report: {Path(args.results).parent / REPORT}")
     notify_check(report, cfg.get("notify"))

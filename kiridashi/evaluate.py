@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io as _io
+import json
 import logging
 import math
 from pathlib import Path
@@ -22,10 +23,12 @@ from typing import Any
 
 import cv2
 import numpy as np
+import xxhash
 
 from kiridashi import checks as kchecks
 from kiridashi import io as kio
 from kiridashi import metrics as km
+from kiridashi.cache import ResultCache, code_version, make_key
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +40,16 @@ POSE_DEFAULTS = {"confidence": 0.5, "min_points": 8}
 
 def gt_character_boxes(gt_path: Path, gt: np.ndarray) -> list[tuple[int, int, int, int]]:
     """XYXY boxes of the ground-truth characters of one image (see module docstring)."""
-    stem = gt_path.stem  # NAME_gt
-    folders = [gt_path.parent, gt_path.parent.parent / "alpha"]
-    for folder in folders:
-        parts = sorted(folder.glob(f"{stem}_[0-9]*.png")) if folder.is_dir() else []
-        boxes = []
-        for part in parts:
-            try:
-                mask, _ = kio.load_mask(part)
-            except kio.BadInput:
-                continue
-            if mask.shape == gt.shape and (box := km.mask_box(mask)) is not None:
-                boxes.append(box)
-        if boxes:
-            return boxes
+    by_folder: dict[Path, list[tuple[int, int, int, int]]] = {}
+    for part in gt_part_files(gt_path):
+        try:
+            mask, _ = kio.load_mask(part)
+        except kio.BadInput:
+            continue
+        if mask.shape == gt.shape and (box := km.mask_box(mask)) is not None:
+            by_folder.setdefault(part.parent, []).append(box)
+    for boxes in by_folder.values():  # the GT's own folder first, then ../alpha
+        return boxes
     n, _, stats, _ = cv2.connectedComponentsWithStats(gt.astype(np.uint8), connectivity=8)
     if n <= 1:
         return []
@@ -65,6 +64,39 @@ def gt_character_boxes(gt_path: Path, gt: np.ndarray) -> list[tuple[int, int, in
         )
         for i in keep
     ]
+
+
+def gt_part_files(gt_path: Path) -> list[Path]:
+    """Per-character GT masks ``NAME_gt_<k>.png`` of a GT file (beside it or in ``../alpha``)."""
+    stem = gt_path.stem
+    found: list[Path] = []
+    for folder in (gt_path.parent, gt_path.parent.parent / "alpha"):
+        if folder.is_dir():
+            found += sorted(folder.glob(f"{stem}_[0-9]*.png"))
+    return found
+
+
+def entry_inputs_digest(record: dict, out_dir: Path, input_dir: Path) -> str:
+    """xxh3-128 of everything :func:`evaluate_image` reads for one record: the record itself,
+    the bytes of its source image, mask, crops, GT and per-character GT files (a missing file
+    counts as missing). Equal digests (and config) give equal report entries."""
+    h = xxhash.xxh3_128()
+    h.update(json.dumps(record, sort_keys=True, default=str).encode("utf-8"))
+    files: list[Path] = [input_dir / record["source"]]
+    if record.get("mask"):
+        files.append(out_dir / record["mask"])
+    files += [out_dir / c["crop"] for c in record.get("characters", []) if c.get("crop")]
+    if record.get("gt"):
+        gt_path = Path(record["gt"])
+        gt_path = gt_path if gt_path.is_absolute() else input_dir / gt_path
+        files += [gt_path, *gt_part_files(gt_path)]
+    for path in files:
+        h.update(str(path.name).encode("utf-8"))
+        try:
+            h.update(path.read_bytes())
+        except OSError:
+            h.update(b"\0missing")
+    return h.hexdigest()
 
 
 def character_masks(record: dict, out_dir: Path, union: np.ndarray) -> list[np.ndarray]:
@@ -270,15 +302,44 @@ def resolve_input_dir(recorded: str | None, results_path: Path) -> Path:
     return root / path if root is not None and (root / path).is_dir() else path
 
 
-def build_report(results_path: Path, cfg: dict | None = None) -> dict[str, Any]:
-    """The unified quality report for an ``extraction_results.json`` (cfg: ``evaluate`` section)."""
+# modules whose code defines a report entry (the code version of its cache key)
+ENTRY_CODE = ("kiridashi.evaluate", "kiridashi.checks", "kiridashi.metrics", "kiridashi.io")
+# evaluate settings that do not change a report entry
+NOT_ENTRY_PARAMS = ("history", "regression_tolerance", "overlays")
+
+
+def build_report(
+    results_path: Path, cfg: dict | None = None, cache: ResultCache | None = None
+) -> dict[str, Any]:
+    """The unified quality report for an ``extraction_results.json`` (cfg: ``evaluate`` section).
+
+    With a ``cache``, each image's entry is stored under the digest of everything it reads
+    (:func:`entry_inputs_digest`) + the evaluate settings + the code version, so re-evaluating a
+    folder where one image changed computes one entry; ``report["entries"]`` counts them.
+    """
     cfg = cfg or {}
     results_path = Path(results_path)
     results = kio.read_json(results_path)
     out_dir = results_path.parent
     input_dir = resolve_input_dir(results.get("input_dir"), results_path)
     match_iou = float(cfg.get("character_match_iou", 0.5))
-    entries = [evaluate_image(r, out_dir, input_dir, match_iou, cfg) for r in results["images"]]
+    params = {k: v for k, v in cfg.items() if k not in NOT_ENTRY_PARAMS}
+    version = code_version(*ENTRY_CODE) if cache is not None else ""
+    entries, counts = [], {"computed": 0, "reused": 0}
+    for record in results["images"]:
+
+        def compute(record=record) -> dict:
+            return evaluate_image(record, out_dir, input_dir, match_iou, cfg)
+
+        if cache is None:
+            entries.append(compute())
+            counts["computed"] += 1
+            continue
+        digest = entry_inputs_digest(record, out_dir, input_dir)
+        key = make_key("evaluate", version, digest, params)
+        entry, computed = cache.get_or_compute(key, compute)
+        entries.append(entry)
+        counts["computed" if computed else "reused"] += 1
     return {
         "schema_version": 1,
         "results": str(results_path),
@@ -286,6 +347,7 @@ def build_report(results_path: Path, cfg: dict | None = None) -> dict[str, Any]:
         "output_dir": str(out_dir),
         "params_digest": results.get("params_digest"),
         "summary": summarise(entries, results),
+        "entries": counts,
         "skipped": results.get("skipped", []),
         "unmatched_gt": results.get("unmatched_gt", []),
         "images": entries,
@@ -336,6 +398,12 @@ def summary_text(report: dict) -> str:
     )
 
 
+def entries_text(report: dict) -> str:
+    """``evaluate: computed N, reused M`` (report entries; see :func:`build_report`)."""
+    n = report.get("entries") or {}
+    return f"evaluate: computed {n.get('computed', 0)}, reused {n.get('reused', 0)}"
+
+
 def run_evaluation(
     results_path: Path,
     report_dir: Path | None = None,
@@ -343,18 +411,20 @@ def run_evaluation(
     cfg: dict | None = None,
     dashboard: bool = True,
     label: str | None = None,
+    cache: ResultCache | None = None,
 ) -> dict:
     """Report, metrics, plots data, history record and dashboard for one output folder.
 
     report_dir: where ``unified_quality_report.json`` and ``dashboard.html`` go (default: beside
     the results). metrics_dir: where ``metrics.json`` and ``per_image.csv`` go (default: none).
+    cache: per-image report entries are reused from it (see :func:`build_report`).
     """
     from kiridashi import history
 
     cfg = cfg or {}
     results_path = Path(results_path)
     report_dir = Path(report_dir) if report_dir else results_path.parent
-    report = build_report(results_path, cfg)
+    report = build_report(results_path, cfg, cache)
     write_report(report, report_dir / REPORT)
     if metrics_dir is not None:
         kio.atomic_write_json(Path(metrics_dir) / "metrics.json", flat_metrics(report))

@@ -27,7 +27,7 @@ from typing import Any
 
 from kiridashi import __version__
 from kiridashi import io as kio
-from kiridashi.cache import ResultCache, params_digest, resolve_cache_dir
+from kiridashi.cache import open_cache, params_digest
 from kiridashi.config import resolve_models_dir
 from kiridashi.models import ModelError
 from kiridashi.runner import SCHEMA_VERSION, STEPS, Runner, Skipped, Source, output_stem
@@ -50,12 +50,7 @@ def progress(iterable: Iterable | None, total: int, desc: str):
 def make_runner(cfg: dict, jobs: int = 1) -> Runner:
     """A Runner for a process that is one of ``jobs`` image workers (sizes the thread pools)."""
     limit_threads(jobs)
-    cache_cfg = cfg.get("cache") or {}
-    cache = ResultCache(
-        resolve_cache_dir(cache_cfg.get("dir")),
-        int(float(cache_cfg.get("size_limit_gb", 20)) * 2**30),
-    )
-    return Runner(cfg, cache, resolve_models_dir(cfg.get("models_dir")))
+    return Runner(cfg, open_cache(cfg.get("cache")), resolve_models_dir(cfg.get("models_dir")))
 
 
 def report_counts(runner: Runner, steps: Iterable[str] = STEPS) -> str:

@@ -1,6 +1,7 @@
 """DVC stage `evaluate`: quality report, DVC metrics/plots and the dashboard.
 
-Reads params: evaluate, notify. Writes REPORT_DIR/unified_quality_report.json + dashboard.html and
+Reads params: evaluate, notify, cache (per-image report entries are cached: one changed image
+is one entry of work). Writes REPORT_DIR/unified_quality_report.json + dashboard.html and
 METRICS_DIR/metrics.json + per_image.csv. The end of the pipeline: sends the Pushover summary and
 crops when credentials are configured.
 """
@@ -11,8 +12,9 @@ import argparse
 from pathlib import Path
 
 from kiridashi import io as kio
+from kiridashi.cache import open_cache
 from kiridashi.config import load_params
-from kiridashi.evaluate import REPORT, run_evaluation, summary_text
+from kiridashi.evaluate import REPORT, entries_text, run_evaluation, summary_text
 from kiridashi.logs import setup_logging
 from kiridashi.notify import notify_extraction
 from kiridashi.pipeline import RESULTS
@@ -28,8 +30,13 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params()
     results = Path(args.output_dir) / RESULTS
     report = run_evaluation(
-        results, Path(args.report_dir), Path(args.metrics_dir), params["evaluate"]
+        results,
+        Path(args.report_dir),
+        Path(args.metrics_dir),
+        params["evaluate"],
+        cache=open_cache(params.get("cache")),
     )
+    print(entries_text(report))
     print(summary_text(report))
     print(f"report: {Path(args.report_dir) / REPORT}")
     notify_extraction(kio.read_json(results), Path(args.output_dir), params.get("notify"), report)

@@ -208,3 +208,30 @@ def test_summary_splits_one_character_and_several_character_images(tmp_path):
     assert s["single_images"] == 1 and s["multi_images"] == 1
     assert s["single_mean_iou"] == 1.0 and s["single_mean_boundary_f"] == 1.0
     assert abs(s["multi_mean_iou"] - 540 / 1140) < 1e-4  # 18x30 of 18x30 + 20x30
+
+
+def test_report_entries_are_cached_by_what_they_read(tmp_path):
+    from kiridashi.cache import ResultCache
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    images = []
+    for name in ("a", "b", "c"):
+        kio.atomic_write_png(inp / f"{name}.png", np.zeros((40, 60, 3), np.uint8))
+        kio.atomic_write_png(inp / f"{name}_gt.png", _mask(40, 60, (10, 5, 30, 35)))
+        kio.atomic_write_png(out / f"masks/{name}.png", _mask(40, 60, (10, 5, 30, 30)))
+        images.append({"source": f"{name}.png", "status": "ok", "gt": f"{name}_gt.png",
+                       "mask": f"masks/{name}.png", "characters": []})  # fmt: skip
+    results = _results(tmp_path, images)
+    cache = ResultCache(tmp_path / "cache")
+    first = build_report(results, {}, cache)
+    assert first["entries"] == {"computed": 3, "reused": 0}
+    again = build_report(results, {"history": False}, cache)  # a setting entries do not read
+    assert again["entries"] == {"computed": 0, "reused": 3}
+    assert again["images"] == first["images"]
+    kio.atomic_write_png(out / "masks/b.png", _mask(40, 60, (10, 5, 30, 35)))  # b's mask changed
+    changed = build_report(results, {}, cache)
+    assert changed["entries"] == {"computed": 1, "reused": 2}
+    by = {e["source"]: e for e in changed["images"]}
+    assert by["b.png"]["metrics"]["iou"] == 1.0 and by["a.png"]["metrics"]["iou"] < 1.0
+    checks = build_report(results, {"checks": {"max_pieces": 1}}, cache)  # a setting they read
+    assert checks["entries"] == {"computed": 3, "reused": 0}
