@@ -1,9 +1,13 @@
 """Whole-pipeline benchmark at 1280x720: cold (1 and 2 workers), warm, cache size, peak RSS.
 
-    python -m bench.pipeline_bench [--images DIR] [--n 20] [--out bench/results/pipeline.json]
+    python -m bench.pipeline_bench [--images DIR] [--n 40] [--n-small 10] [--jobs 1 2]
+        [--out bench/results/pipeline.json]
 
 Images: ../shared/datasets/dev/images when present (resized/cropped to 1280x720), else the demo set.
 Each configuration runs in a fresh subprocess with its own empty cache, so "cold" is really cold.
+Wall clock includes starting Python, importing and loading the models (in each worker); a run on
+the first ``n-small`` images with the last ``jobs`` value separates that fixed start-up cost from
+the marginal cost per image: (wall(n) - wall(n_small)) / (n - n_small).
 """
 
 from __future__ import annotations
@@ -82,7 +86,8 @@ def cache_bytes_per_stage(cache: Path) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=Path, help="source images (default: dev set or demo)")
-    parser.add_argument("--n", type=int, default=20)
+    parser.add_argument("--n", type=int, default=40)
+    parser.add_argument("--n-small", type=int, default=10)
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "pipeline.json")
     args = parser.parse_args()
@@ -103,6 +108,23 @@ def main() -> None:
             cold["images_per_s"] = round(n / cold["wall_s"], 3)
             results["runs"][f"cold_jobs{jobs}"] = cold
             print(f"cold jobs={jobs}: {cold['s_per_image']} s/image wall", flush=True)
+        jobs = args.jobs[-1]
+        if 0 < args.n_small < n:
+            small = work / "images-small"
+            small.mkdir()
+            for p in images[: args.n_small]:
+                os.link(p, small / p.name)
+            few = run_extract(small, work / "out-small", work / "cache-small", jobs)
+            big = results["runs"][f"cold_jobs{jobs}"]
+            marginal = (big["wall_s"] - few["wall_s"]) / (n - args.n_small)
+            results["runs"][f"cold_jobs{jobs}_n{args.n_small}"] = few
+            results[f"marginal_s_per_image_jobs{jobs}"] = round(marginal, 3)
+            results[f"startup_s_jobs{jobs}"] = round(few["wall_s"] - args.n_small * marginal, 2)
+            print(
+                f"jobs={jobs}: marginal {marginal:.3f} s/image, start-up "
+                f"{results[f'startup_s_jobs{jobs}']} s",
+                flush=True,
+            )
         cache = work / f"cache-j{args.jobs[0]}"
         shutil.rmtree(work / f"out-j{args.jobs[0]}")
         warm = run_extract(work / "images", work / "out-warm", cache, 1)
