@@ -126,6 +126,17 @@ def test_fullres_band_cut_moves_the_boundary_onto_the_outline():
     assert iou(fine, gt) > iou(coarse, gt) and iou(fine, gt) >= 0.98
 
 
+def test_enclosed_components_label_the_free_space():
+    # a closed dark ring: its inside is one enclosed component, the line itself is component 0
+    image = np.full((60, 60, 3), 200, np.uint8)
+    cv2.circle(image, (30, 30), 15, (20, 20, 20), 2)
+    outside = np.zeros((60, 60), bool)
+    outside[:3] = True
+    inside, comp = AnimeRegionCut()._enclosed(image, outside)
+    assert inside[30, 30] and not inside[2, 2] and comp[30, 30] != comp[2, 2]
+    assert comp[30, 15] == 0 and inside[30, 15]  # the line art counts as inside
+
+
 def test_enclosure_border_opens_the_image_border():
     # a figure outline (dark U) standing on the bottom edge: the pocket between its arms is closed
     # by the image border only; with ``enclosure.border`` background there is reachable

@@ -70,7 +70,8 @@ FULLRES = {"enabled": False, "px": 4, "weight": 8.0, "max_scale": 0.9, "sure_col
            "line": {"enabled": True, "weight": 1.0, "line_px": 7, "contrast": 40.0}}  # fmt: skip
 ENCLOSURE = {"enabled": True, "weight": 1.0, "barrier": "lines", "line_px": 5, "line_contrast": 40.0,
              "canny": [50, 150], "close_px": 1,
-             "border": {"enabled": False, "max_selfie": 0.5}}  # fmt: skip
+             "border": {"enabled": False, "max_selfie": 0.5},
+             "pockets": {"enabled": False, "ratio": 1.0}}  # fmt: skip
 
 
 class AnimeRegionCut:
@@ -210,6 +211,10 @@ class AnimeRegionCut:
     def enclosed(self, image: np.ndarray, outside: np.ndarray) -> np.ndarray:
         """HxW bool: pixels that ``outside`` (HxW bool, sure background) cannot reach without
         crossing a barrier (dark line art or colour edges) of ``image`` (HxWx3 RGB)."""
+        return self._enclosed(image, outside)[0]
+
+    def _enclosed(self, image: np.ndarray, outside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(HxW bool enclosed, HxW int32 component of the barrier-free space, 0 = barrier)."""
         cfg = self.enclosure
         grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         if cfg["barrier"] == "edges":
@@ -226,7 +231,7 @@ class AnimeRegionCut:
         free = (~barrier).astype(np.uint8)
         _, comp = cv2.connectedComponents(free, connectivity=4)
         reached = np.unique(comp[outside & (free > 0)])
-        return ~np.isin(comp, reached[reached > 0])
+        return ~np.isin(comp, reached[reached > 0]), comp
 
     # -- segmentation ----------------------------------------------------------------------
     def union_mask(self, small: np.ndarray, characters: list[Character], s: float) -> np.ndarray:
@@ -279,6 +284,8 @@ class AnimeRegionCut:
         allowed_share = graph.mean(labels, allowed.astype(np.float64))
         sure_share = graph.mean(labels, sure.astype(np.float64))
         base = np.full(graph.n, self.bias)
+        pockets = {**ENCLOSURE["pockets"], **(self.enclosure.get("pockets") or {})}
+        pockets["enabled"] = bool(pockets["enabled"] and self.enclosure["enabled"])
         if prob is not None:
             clip = float(self.selfie["clip"])
             p = np.clip(prob.astype(np.float64), 1e-4, 1 - 1e-4)
@@ -293,8 +300,10 @@ class AnimeRegionCut:
                 # the image border is open: where the selfie model sees background there, the
                 # background behind a figure cut by the border is reachable through it
                 outside = outside | (edge & (prob < float(border["max_selfie"])))
-            inside = self.enclosed(image, outside).astype(np.float64)
-            base += float(self.enclosure["weight"]) * (2 * graph.mean(labels, inside) - 1)
+            inside, comp = self._enclosed(image, outside)
+            enc_w = float(self.enclosure["weight"])
+            if not pockets["enabled"]:
+                base += enc_w * (2 * graph.mean(labels, inside.astype(np.float64)) - 1)
         weights = np.zeros(len(graph.edges))
         if self.pairwise["enabled"]:
             diff = graph.colour[graph.edges[:, 0]] - graph.colour[graph.edges[:, 1]]
@@ -320,6 +329,17 @@ class AnimeRegionCut:
                 clip = float(self.colour["clip"])
                 ratio = np.clip(colour.log_ratio(image), -clip, clip).astype(np.float64)
                 unary += float(self.colour["weight"]) * graph.mean(labels, ratio)
+            if pockets["enabled"]:
+                # enclosed pockets whose colour is background-like are not held inside
+                held = inside
+                if self.colour["enabled"]:
+                    n_comp = int(comp.max()) + 1
+                    sums = np.bincount(comp.ravel(), weights=ratio.ravel(), minlength=n_comp)
+                    cnt = np.maximum(np.bincount(comp.ravel(), minlength=n_comp), 1)
+                    bg_like = sums / cnt < -float(pockets["ratio"])
+                    bg_like[0] = False
+                    held = inside & ~bg_like[comp]
+                unary += enc_w * (2 * graph.mean(labels, held.astype(np.float64)) - 1)
             unary *= graph.area
             unary[hard_bg] = -HARD
             unary[hard_fg] = HARD
