@@ -201,3 +201,14 @@ def test_rgba_crop_decontaminates_only_in_soft_mode(cfg):
     assert soft.shape == plain.shape and soft.shape[2] == 4
     assert np.array_equal(soft[..., 3], plain[..., 3])
     assert not np.array_equal(soft[..., :3], plain[..., :3])
+
+
+def test_guided_filter_near_the_figure_equals_the_whole_image_filter():
+    from kiridashi.segmenters.anime import guided_filter_near
+
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.integers(0, 255, (120, 200, 3), np.uint8), (5, 5), 1)
+    soft = np.zeros((120, 200), np.float32)
+    cv2.ellipse(soft, (80, 60), (30, 40), 0, 0, 360, 1.0, -1)
+    whole = cv2.ximgproc.guidedFilter(image.astype(np.float32) / 255.0, soft, 3, 0.01)
+    np.testing.assert_allclose(guided_filter_near(image, soft, 3, 0.01), whole, atol=1e-6)

@@ -74,6 +74,26 @@ ENCLOSURE = {"enabled": True, "weight": 1.0, "barrier": "lines", "line_px": 5, "
              "pockets": {"enabled": False, "ratio": 1.0}}  # fmt: skip
 
 
+def guided_filter_near(image: np.ndarray, soft: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """``cv2.ximgproc.guidedFilter`` of ``soft`` (HxW float32) guided by ``image`` (HxWx3 uint8),
+    computed only in the box around ``soft > 0`` grown by ``2 * radius + 2``: farther out every
+    window sees ``soft == 0``, where the filter's output is exactly 0, so the result equals the
+    whole-image filter at a cost that follows the figure's size."""
+    ys, xs = np.nonzero(soft > 0)
+    if ys.size == 0:
+        return soft
+    h, w = soft.shape
+    m = 2 * radius + 2
+    y0, y1 = max(0, int(ys.min()) - m), min(h, int(ys.max()) + 1 + m)
+    x0, x1 = max(0, int(xs.min()) - m), min(w, int(xs.max()) + 1 + m)
+    guide = image[y0:y1, x0:x1].astype(np.float32) / 255.0
+    out = np.zeros_like(soft)
+    out[y0:y1, x0:x1] = cv2.ximgproc.guidedFilter(
+        guide, np.ascontiguousarray(soft[y0:y1, x0:x1]), radius, eps
+    )
+    return out
+
+
 class AnimeRegionCut:
     """See the module docstring; every step has its own config section with ``enabled``."""
 
@@ -366,9 +386,8 @@ class AnimeRegionCut:
             allowed = cv2.resize(allowed.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
             soft = self.refine_full(image, soft >= 0.5, allowed > 0).astype(np.float32)
         if self.refine["enabled"] and int(self.refine["radius"]) > 0:
-            guide = image.astype(np.float32) / 255.0
             r = max(1, int(round(int(self.refine["radius"]) / max(s, 1e-6) * 0.5)))
-            soft = cv2.ximgproc.guidedFilter(guide, soft, r, float(self.refine["eps"]))
+            soft = guided_filter_near(image, soft, r, float(self.refine["eps"]))
         return np.clip(soft, 0.0, 1.0)
 
     def line_art(self, image: np.ndarray) -> np.ndarray:
