@@ -212,3 +212,25 @@ def test_guided_filter_near_the_figure_equals_the_whole_image_filter():
     cv2.ellipse(soft, (80, 60), (30, 40), 0, 0, 360, 1.0, -1)
     whole = cv2.ximgproc.guidedFilter(image.astype(np.float32) / 255.0, soft, 3, 0.01)
     np.testing.assert_allclose(guided_filter_near(image, soft, 3, 0.01), whole, atol=1e-6)
+
+
+@pytest.mark.parametrize("smooth_radius", [0, 2])
+def test_merge_in_the_figures_box_equals_the_whole_frame(cfg, smooth_radius):
+    from kiridashi.merge import assign_pixels, clean_mask
+
+    rng = np.random.default_rng(1)
+    h, w = 90, 140
+    soft = []
+    for cx in (40, 95):
+        m = np.zeros((h, w), np.float32)
+        cv2.ellipse(m, (cx, 50), (22, 30), 0, 0, 360, 0.9, -1)
+        cv2.circle(m, (cx, 45), 3, 0.1, -1)  # a small hole
+        m[rng.integers(0, h, 6), rng.integers(0, w, 6)] = 0.8  # specks
+        soft.append(m)
+    soft[1][60:, 120:] = 0.7  # a piece touching the frame's corner
+    merge_cfg = dict(cfg["merge"], smooth_radius=smooth_radius, min_area_fraction=0.0)
+    cuts = merge_characters(soft, (h, w), merge_cfg)
+    whole = [clean_mask(m, merge_cfg) for m in assign_pixels(soft, merge_cfg["threshold"])]
+    assert [c.index for c in cuts] == [0, 1]
+    for cut in cuts:
+        np.testing.assert_array_equal(cut.mask, whole[cut.index])
