@@ -8,6 +8,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from kiridashi.metrics import mask_window
+
 
 def soft_alpha(mask: np.ndarray, feather_px: float) -> np.ndarray:
     """uint8 alpha from a bool mask: a linear ramp ``feather_px`` wide centred on the edge.
@@ -51,21 +53,18 @@ def edge_alpha(mask: np.ndarray, soft: np.ndarray, edges: dict) -> np.ndarray:
     Soft alpha is computed in the mask's bounding box grown by the edge width (the rest is 0), so
     its cost follows the character's size, not the image's.
     """
-    if edges.get("mode", "hard") == "hard" or not mask.any():
+    if edges.get("mode", "hard") == "hard":
         return mask.astype(np.uint8) * 255
     matte = edges.get("alpha", "ramp") == "matte"
     width = float(edges.get("band_px", 2.0)) if matte else float(edges.get("feather_px", 1.5))
-    ys, xs = np.nonzero(mask)
-    grow = int(np.ceil(width)) + 2
-    h, w = mask.shape
-    y0, y1 = max(0, int(ys.min()) - grow), min(h, int(ys.max()) + 1 + grow)
-    x0, x1 = max(0, int(xs.min()) - grow), min(w, int(xs.max()) + 1 + grow)
-    roi = mask[y0:y1, x0:x1]
+    window = mask_window(mask, int(np.ceil(width)) + 2)
+    if window is None:
+        return mask.astype(np.uint8) * 255
     out = np.zeros(mask.shape, np.uint8)
     if matte:
-        out[y0:y1, x0:x1] = matte_alpha(roi, soft[y0:y1, x0:x1], width)
+        out[window] = matte_alpha(mask[window], soft[window], width)
     else:
-        out[y0:y1, x0:x1] = soft_alpha(roi, width)
+        out[window] = soft_alpha(mask[window], width)
     return out
 
 

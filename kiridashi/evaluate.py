@@ -48,8 +48,8 @@ def gt_character_boxes(gt_path: Path, gt: np.ndarray) -> list[tuple[int, int, in
             continue
         if mask.shape == gt.shape and (box := km.mask_box(mask)) is not None:
             by_folder.setdefault(part.parent, []).append(box)
-    for boxes in by_folder.values():  # the GT's own folder first, then ../alpha
-        return boxes
+    if by_folder:  # the GT's own folder first, then ../alpha
+        return next(iter(by_folder.values()))
     n, _, stats, _ = cv2.connectedComponentsWithStats(gt.astype(np.uint8), connectivity=8)
     if n <= 1:
         return []

@@ -13,6 +13,7 @@ import numpy as np
 
 from kiridashi.edges import decontaminate, edge_alpha
 from kiridashi.io import encode_png
+from kiridashi.metrics import mask_window
 
 
 @dataclass
@@ -147,25 +148,6 @@ def rgba_crop(
     return out
 
 
-def _work_box(soft: list[np.ndarray], threshold: float, margin: int) -> tuple[int, int, int, int]:
-    """(y0, y1, x0, x1): the box of the pixels some soft mask puts at ``threshold`` or above,
-    grown by ``margin`` px. Pixel assignment and clean-up run in it and give the same masks as
-    on the whole frame: nothing outside is foreground, and its 1-px background ring links every
-    background region that reaches the box edge to the outside, as the frame does."""
-    h, w = soft[0].shape if soft else (0, 0)
-    if not soft:
-        return 0, h, 0, w
-    ys, xs = np.nonzero(np.maximum.reduce(soft) >= threshold)
-    if ys.size == 0:
-        return 0, min(h, 1), 0, min(w, 1)
-    return (
-        max(0, int(ys.min()) - margin),
-        min(h, int(ys.max()) + 1 + margin),
-        max(0, int(xs.min()) - margin),
-        min(w, int(xs.max()) + 1 + margin),
-    )
-
-
 def merge_characters(
     soft_masks: list[np.ndarray], full_shape: tuple[int, int], cfg: dict
 ) -> list[CharacterCut]:
@@ -177,8 +159,12 @@ def merge_characters(
     h, w = full_shape
     soft = [upscale_soft(np.asarray(m, np.float32), full_shape) for m in soft_masks]
     threshold = float(cfg.get("threshold", 0.5))
-    y0, y1, x0, x1 = _work_box(soft, threshold, 2 + max(0, int(cfg.get("smooth_radius", 0))))
-    roi = (slice(y0, y1), slice(x0, x1))
+    # assignment and clean-up in the window of the pixels some mask puts at the threshold: same
+    # masks as on the whole frame (nothing outside is foreground, and the window's background
+    # ring links every background region reaching its edge to the outside, as the frame does)
+    above = np.maximum.reduce(soft) >= threshold if soft else np.zeros(full_shape, bool)
+    window = mask_window(above, 2 + max(0, int(cfg.get("smooth_radius", 0))))
+    roi = window if window is not None else (slice(None), slice(None))
     masks = assign_pixels([m[roi] for m in soft], threshold)
     cuts: list[CharacterCut] = []
     min_area = float(cfg.get("min_area_fraction", 0.002)) * h * w

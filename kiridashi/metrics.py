@@ -125,6 +125,21 @@ def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
+def mask_window(mask: np.ndarray, margin: int) -> tuple[slice, slice] | None:
+    """(rows, cols) slices of a mask's bounding box grown by ``margin`` px on every side and
+    clipped to the frame, or None when the mask is empty. Work limited to the window around a
+    figure costs what the figure's size costs, not the image's."""
+    box = mask_box(mask)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    h, w = mask.shape
+    return (
+        slice(max(0, y0 - margin), min(h, y1 + margin)),
+        slice(max(0, x0 - margin), min(w, x1 + margin)),
+    )
+
+
 def match_boxes(pred: list, gt: list, thr: float = 0.5) -> list[tuple[int, int, float]]:
     """Greedy one-to-one matching by box IoU >= thr; returns (pred index, gt index, iou)."""
     pairs = sorted(

@@ -34,9 +34,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from kiridashi.metrics import mask_window
 from kiridashi.segmenters.regions import (
     HARD,
     ColourModel,
+    line_contrast,
     min_cut,
     refine_band,
     region_graph,
@@ -79,18 +81,12 @@ def guided_filter_near(image: np.ndarray, soft: np.ndarray, radius: int, eps: fl
     computed only in the box around ``soft > 0`` grown by ``2 * radius + 2``: farther out every
     window sees ``soft == 0``, where the filter's output is exactly 0, so the result equals the
     whole-image filter at a cost that follows the figure's size."""
-    ys, xs = np.nonzero(soft > 0)
-    if ys.size == 0:
+    window = mask_window(soft > 0, 2 * radius + 2)
+    if window is None:
         return soft
-    h, w = soft.shape
-    m = 2 * radius + 2
-    y0, y1 = max(0, int(ys.min()) - m), min(h, int(ys.max()) + 1 + m)
-    x0, x1 = max(0, int(xs.min()) - m), min(w, int(xs.max()) + 1 + m)
-    guide = image[y0:y1, x0:x1].astype(np.float32) / 255.0
+    guide = image[window].astype(np.float32) / 255.0
     out = np.zeros_like(soft)
-    out[y0:y1, x0:x1] = cv2.ximgproc.guidedFilter(
-        guide, np.ascontiguousarray(soft[y0:y1, x0:x1]), radius, eps
-    )
+    out[window] = cv2.ximgproc.guidedFilter(guide, np.ascontiguousarray(soft[window]), radius, eps)
     return out
 
 
@@ -236,15 +232,12 @@ class AnimeRegionCut:
     def _enclosed(self, image: np.ndarray, outside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(HxW bool enclosed, HxW int32 component of the barrier-free space, 0 = barrier)."""
         cfg = self.enclosure
-        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         if cfg["barrier"] == "edges":
             lo, hi = cfg["canny"]
+            grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
             barrier = cv2.Canny(grey, float(lo), float(hi)) > 0
         else:
-            k = int(cfg["line_px"])
-            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-            blackhat = cv2.morphologyEx(grey, cv2.MORPH_BLACKHAT, kernel)
-            barrier = blackhat >= float(cfg["line_contrast"])
+            barrier = line_contrast(image, int(cfg["line_px"])) >= float(cfg["line_contrast"])
         r = int(cfg["close_px"])
         if r > 0:
             barrier = cv2.dilate(barrier.astype(np.uint8), np.ones((2 * r + 1,) * 2, np.uint8)) > 0
@@ -394,10 +387,7 @@ class AnimeRegionCut:
         """HxW float32 in [0, 1]: dark line art of ``image`` (HxWx3 RGB) by black-hat contrast
         (0 below ``line.contrast`` / 2, 1 from ``line.contrast`` up)."""
         cfg = self.fullres["line"]
-        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        k = int(cfg["line_px"])
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-        blackhat = cv2.morphologyEx(grey, cv2.MORPH_BLACKHAT, kernel).astype(np.float32)
+        blackhat = line_contrast(image, int(cfg["line_px"])).astype(np.float32)
         c = float(cfg["contrast"])
         return np.clip((blackhat - c / 2) / (c / 2), 0.0, 1.0)
 
@@ -409,28 +399,24 @@ class AnimeRegionCut:
         """
         cfg = self.fullres
         px = int(cfg["px"])
-        ys, xs = np.nonzero(fg)
-        if ys.size == 0 or px <= 0:
+        window = mask_window(fg, 2 * px + 2)
+        if window is None or px <= 0:
             return fg
-        h, w = fg.shape
-        m = 2 * px + 2
-        y0, y1 = max(0, ys.min() - m), min(h, ys.max() + 1 + m)
-        x0, x1 = max(0, xs.min() - m), min(w, xs.max() + 1 + m)
-        crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+        crop = np.ascontiguousarray(image[window])
         extra = None
         if cfg["line"]["enabled"]:
             extra = float(cfg["line"]["weight"]) * self.line_art(crop)
         if float(cfg["prior"]) > 0:  # keep near the coarse cut: +-prior at the band's edges
-            f8 = fg[y0:y1, x0:x1].astype(np.uint8)
+            f8 = fg[window].astype(np.uint8)
             inside = cv2.distanceTransform(f8, cv2.DIST_L2, 3)
             outside = cv2.distanceTransform(1 - f8, cv2.DIST_L2, 3)
             signed = np.clip((inside - outside) / px, -1.0, 1.0) * float(cfg["prior"])
             extra = signed if extra is None else extra + signed
         model = ColourModel(int(self.colour["bins"]), float(self.colour["sigma"]))
         out = fg.copy()
-        out[y0:y1, x0:x1] = refine_band(crop, fg[y0:y1, x0:x1], allowed[y0:y1, x0:x1], px,
-                                        float(cfg["weight"]), model, float(self.colour["clip"]),
-                                        extra, bool(cfg["sure_colours"]))  # fmt: skip
+        out[window] = refine_band(crop, fg[window], allowed[window], px, float(cfg["weight"]),
+                                  model, float(self.colour["clip"]), extra,
+                                  bool(cfg["sure_colours"]))  # fmt: skip
         return out
 
     @staticmethod

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import cv2
+import maxflow
 import numpy as np
 from scipy import ndimage
 
@@ -120,6 +121,14 @@ class ColourModel:
         return self.log_ratio_table.ravel()[self._index(image)]
 
 
+def line_contrast(image: np.ndarray, line_px: int) -> np.ndarray:
+    """HxW uint8: how much darker each pixel of ``image`` (HxWx3 RGB) is than its surroundings
+    at the scale of ``line_px`` (grey black-hat with an ellipse): high on dark line art."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (line_px, line_px))
+    return cv2.morphologyEx(grey, cv2.MORPH_BLACKHAT, kernel)
+
+
 def min_cut(unary: np.ndarray, edges: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Minimise sum of unary costs + cut pairwise weights; returns a bool foreground label per node.
 
@@ -127,8 +136,6 @@ def min_cut(unary: np.ndarray, edges: np.ndarray, weights: np.ndarray) -> np.nda
     edges: (m, 2) node pairs; weights: (m,) non-negative cost of labelling a pair differently.
     Labelling a node against its sign costs ``|unary|``; the source side is foreground.
     """
-    import maxflow
-
     n = unary.size
     limit = np.iinfo(np.int32).max // 4
     cap_u = np.minimum(np.round(np.minimum(np.abs(unary), HARD) * FLOW_SCALE), limit)
