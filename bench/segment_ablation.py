@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from bench.common import REPO, scratch_dvc_repo
+from kiridashi.history import read_dvc_experiments
 
 DEV = REPO.parent / "shared" / "datasets" / "dev" / "images"
 METRICS = ("single_mean_iou", "single_mean_boundary_f", "multi_mean_iou", "mean_iou", "min_iou")
@@ -39,35 +40,6 @@ def default_steps() -> list[str]:
 
     seg = compose()["segment"]
     return [k for k, v in seg.items() if isinstance(v, dict) and v.get("enabled") is True]
-
-
-def exp_metrics(repo: Path, env: dict) -> dict[str, dict]:
-    """experiment name -> metrics (reports/metrics.json) from ``dvc exp show --json``."""
-    out = subprocess.run(
-        [sys.executable, "-m", "dvc", "exp", "show", "--json"],
-        cwd=repo,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    found: dict[str, dict] = {}
-
-    def visit(node):
-        if isinstance(node, dict):
-            name = node.get("name")
-            data = node.get("data") or {}
-            metrics = (data.get("metrics") or {}).get("reports/metrics.json", {}).get("data")
-            if name and metrics:
-                found[name] = metrics
-            for v in node.values():
-                visit(v)
-        elif isinstance(node, list):
-            for v in node:
-                visit(v)
-
-    visit(json.loads(out))
-    return found
 
 
 def markdown(rows: list[dict]) -> str:
@@ -115,7 +87,7 @@ def main() -> None:
         if proc.returncode != 0:
             raise SystemExit(f"dvc exp run {name} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
         print(f"{name}: {seconds[name]} s", flush=True)
-    metrics = exp_metrics(repo, denv)
+    metrics = {r["dvc_exp"]: r["metrics"] for r in read_dvc_experiments(repo)}
     base = metrics["baseline"]
     rows = []
     for name, extra in runs:
