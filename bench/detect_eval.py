@@ -54,7 +54,7 @@ from kiridashi.detectors import DetectResult, detect_image, foreground, raw_dete
 from kiridashi.detectors.base import build
 from kiridashi.evaluate import gt_character_boxes
 from kiridashi.metrics import match_boxes
-from kiridashi.preprocess import preprocess_image
+from kiridashi.preprocess import preprocess_image, resize_to_work
 
 REPO = Path(__file__).resolve().parents[1]
 DEV = REPO.parent / "shared" / "datasets" / "dev" / "images"
@@ -178,12 +178,22 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
+ORIGINALS: dict[str, np.ndarray] = {}
+
+
+def views(path: Path) -> dict[str, np.ndarray]:
+    return {"original": ORIGINALS[path.name]}
+
+
 def load_dev(images: Path, cfg: dict, limit: int | None) -> list[tuple[Path, np.ndarray, float]]:
+    """(path, preprocessed image, full/work factor) per dev image; the ``original`` detect
+    view of each image (work size, no denoise / CLAHE) is kept in ``ORIGINALS``."""
     paths = sorted(p for p in images.glob("*.jpg") if not p.stem.endswith("_gt"))[:limit]
     out = []
     for path in paths:
         rgb = kio.load_image(path).rgb
         image = preprocess_image(rgb, cfg["preprocess"])
+        ORIGINALS[path.name] = resize_to_work(rgb, int(cfg["preprocess"].get("max_side", 0)))
         out.append((path, image, rgb.shape[1] / image.shape[1]))
     return out
 
@@ -194,7 +204,7 @@ def run(data, dcfg: dict, models: Path, memo: DictMemo, gts: dict) -> list[dict]
         memo.image = path.name
         before = memo.computed
         t0, c0 = time.perf_counter(), time.process_time()
-        res = detect_image(image, dcfg, models, memo)
+        res = detect_image(image, dcfg, models, memo, views(path))
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         row = {"image": path.name, "kind": kind_of(path.name), "hw": list(image.shape[:2])}
         row.update(score_image(res, gts[path.name], factor))
@@ -222,7 +232,7 @@ def min_seconds_1280x720(data, dcfg: dict, models: Path, repeats: int, rows: lis
             memo = DictMemo()
             memo.image = path.name
             t0 = time.perf_counter()
-            detect_image(image, dcfg, models, memo)
+            detect_image(image, dcfg, models, memo, views(path))
             times.append(time.perf_counter() - t0)
         best.append(min(times))
     return round(float(np.mean(best)) / n_scales, 4) if best else None
@@ -236,8 +246,10 @@ def raw_face_stats(data, dcfg: dict, models: Path, memo: DictMemo, gts: dict) ->
     for path, image, factor in data:
         memo.image = path.name
         boxes = [g.box for g in gts[path.name]]
-        for (name, _), dets in raw_detections(
-            image, dcfg, models, memo, foreground(image, dcfg, memo)
+        names = dcfg.get("views", ["preprocessed"])
+        all_views = {"preprocessed": image, **views(path)}
+        for (name, *_), dets in raw_detections(
+            {v: all_views[v] for v in names}, dcfg, models, memo, foreground(image, dcfg, memo)
         ).items():
             st = stats.setdefault(name, {"faces": 0, "false_faces": 0, "hits": 0, "gt": 0})
             centres = [

@@ -136,9 +136,10 @@ def gt_characters(path: Path, rgb: np.ndarray, chars_gt: list[np.ndarray]) -> li
 
 
 def detector_characters(
-    path: Path, image: np.ndarray, cfg: dict, models_dir: Path, args
+    path: Path, image: np.ndarray, cfg: dict, models_dir: Path, args, original: np.ndarray
 ) -> list[Character]:
-    """The detector's characters for ``image`` (HxWx3 RGB), cached in /tmp per detect config,
+    """The detector's characters for ``image`` (HxWx3 RGB; ``original``: the same without
+    preprocessing, the ``original`` detect view), cached in /tmp per detect config,
     preprocess mode and image (detection costs ~0.6 s/image and does not change between
     segmenter experiments)."""
     from kiridashi.cache import code_version, params_digest
@@ -152,7 +153,7 @@ def detector_characters(
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     name = f"{path.name}:{image.shape[0]}x{image.shape[1]}:{mode}"
     if name not in cache:
-        det = detect_image(image, cfg["detect"], models_dir, DictMemo())
+        det = detect_image(image, cfg["detect"], models_dir, DictMemo(), {"original": original})
         cache[name] = [c.to_dict() for c in det.characters]
         cache_path.write_text(json.dumps(cache))
     return [Character.from_dict(d) for d in cache[name]]
@@ -233,7 +234,7 @@ def evaluate(args) -> dict:
         elif args.preprocess_only == "segment":
             det_image = rgb
         if args.chars == "detector":
-            characters = detector_characters(path, det_image, cfg, models_dir, args)
+            characters = detector_characters(path, det_image, cfg, models_dir, args, rgb)
         else:
             characters = gt_characters(path, rgb, chars_gt)
         memo = DictMemo()

@@ -211,9 +211,11 @@ class Runner:
 
         def compute() -> dict:
             image = self.preprocess(src)["image"]
+            views = self.cfg["detect"].get("views", [])
+            others = {"original": self.work_original(src)} if "original" in views else {}
             reset_rng()
             memo = ImageMemo(self.cache, "detect", self.versions["detect"], pre_key)
-            result = detect_image(image, self.cfg["detect"], self.models_dir, memo)
+            result = detect_image(image, self.cfg["detect"], self.models_dir, memo, others)
             return result.to_dict()
 
         return self._cached("detect", key, compute)
@@ -253,6 +255,11 @@ class Runner:
             return self.preprocess(src)["image"]
         if mode != "original":
             raise ValueError(f"segment.input must be original or preprocessed, not {mode!r}")
+        return self.work_original(src)
+
+    def work_original(self, src: Source) -> np.ndarray:
+        """The decoded image at work size (``preprocess.max_side``), without denoise and CLAHE:
+        HxWx3 uint8 RGB, the size of the preprocessed image."""
         max_side = int(self.cfg["preprocess"].get("max_side", 0))
         return np.ascontiguousarray(resize_to_work(self.decoded(src).rgb, max_side))
 

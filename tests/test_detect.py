@@ -78,7 +78,7 @@ def test_missing_model_file_is_skipped_with_one_warning(dcfg, tmp_path, caplog):
 
 def test_detect_image_without_models_dir_still_works(dcfg, tmp_path):
     image = np.full((120, 160, 3), 200, np.uint8)
-    res = detect_image(image, _only(dcfg, "lbp_cascade"), tmp_path, FakeMemo())
+    res = detect_image(image, _only(dcfg, "lbp_cascade"), tmp_path, FakeMemo(), {"original": image})
     assert res.characters == []
     assert DetectResult.from_dict(res.to_dict()) == res
 
@@ -88,6 +88,7 @@ def test_adding_scales_computes_only_new_entries(dcfg):
     image = np.random.default_rng(0).integers(0, 255, (144, 256, 3), dtype=np.uint8)
     dcfg = _only(dcfg, "lbp_cascade", "mediapipe_face")
     dcfg["work_side"] = 256
+    dcfg["views"] = ["preprocessed"]
     memo = FakeMemo()
     detect_image(image, dcfg, MODELS, memo)
     raw = [k for k, _ in memo.computed if k.startswith("raw.")]
@@ -106,6 +107,38 @@ def test_adding_scales_computes_only_new_entries(dcfg):
     dcfg["detectors"]["lbp_cascade"]["weight"] = 0.5  # fusion weight: no detector rerun
     detect_image(image, dcfg, MODELS, memo)
     assert not [k for k, _ in memo.computed if k.startswith("raw.")]
+
+
+def test_each_view_is_searched_and_cached_on_its_own(dcfg):
+    # detect.views: the scene detectors also search the original (no denoise / CLAHE) copy;
+    # adding the view computes only its runs, and a view the caller did not give is an error
+    shared_path("models", "lbpcascade_animeface.xml")
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (144, 256, 3), dtype=np.uint8)
+    original = rng.integers(0, 255, (144, 256, 3), dtype=np.uint8)
+    dcfg = _only(dcfg, "lbp_cascade")
+    dcfg["views"] = ["preprocessed"]
+    memo = FakeMemo()
+    detect_image(image, dcfg, MODELS, memo, {"original": original})
+    memo.computed.clear()
+    dcfg["views"] = ["preprocessed", "original"]
+    detect_image(image, dcfg, MODELS, memo, {"original": original})
+    raw = [p.get("view") for k, p in memo.computed if k.startswith("raw.")]
+    assert raw == ["original"]
+    with pytest.raises(ValueError, match=r"detect\.views"):
+        detect_image(image, dcfg, MODELS, FakeMemo())
+    with pytest.raises(ValueError, match="shape"):
+        detect_image(image, dcfg, MODELS, FakeMemo(), {"original": original[:100]})
+
+
+def test_a_face_found_in_one_view_makes_a_character():
+    # the same face box from the original view alone is fused like any other run
+    runs = {
+        ("lbp_cascade", 1.0, "preprocessed"): [],
+        ("lbp_cascade", 1.0, "original"): [Detection((100, 100, 160, 160), 0.9, "face", "lbp")],
+    }
+    fused = fuse({k: v for k, v in runs.items() if v}, (600, 500), {"lbp_cascade": 1.0})
+    assert len(fused) == 1 and fused[0].detection.box == pytest.approx((100, 100, 160, 160))
 
 
 def test_fusion_merges_overlapping_boxes_and_records_supporters():
@@ -247,11 +280,12 @@ def test_animeface_keypoints_on_the_grid(dcfg):
 def test_character_boxes_on_dev_images(cfg, dcfg, name):
     shared_path("models", "lbpcascade_animeface.xml")
     dev = shared_path("datasets", "dev")
-    from kiridashi.preprocess import preprocess_image
+    from kiridashi.preprocess import preprocess_image, resize_to_work
 
     rgb = _load(dev / "images" / f"{name}.jpg")
     image = preprocess_image(rgb, cfg["preprocess"])
-    res = detect_image(image, dcfg, MODELS, FakeMemo())
+    original = resize_to_work(rgb, int(cfg["preprocess"]["max_side"]))
+    res = detect_image(image, dcfg, MODELS, FakeMemo(), {"original": original})
     parts = sorted((dev / "alpha").glob(f"{name}_gt_[0-9]*.png"))
     masks = [kio.load_mask(p)[0] for p in parts] or [
         kio.load_mask(dev / "images" / f"{name}_gt.png")[0]
@@ -287,7 +321,8 @@ def test_yolo_missing_weights_names_config_key(dcfg, tmp_path):
         build("yolo", entry, models_dir=tmp_path)
     dcfg["detectors"]["yolo"] = entry
     with pytest.raises(FileNotFoundError, match=r"detect\.detectors\.yolo\.weights"):
-        detect_image(np.zeros((64, 64, 3), np.uint8), dcfg, tmp_path, FakeMemo())
+        image = np.zeros((64, 64, 3), np.uint8)
+        detect_image(image, dcfg, tmp_path, FakeMemo(), {"original": image})
 
 
 def test_yolo_enabled_without_ultralytics_is_a_clear_error(dcfg, tmp_path):

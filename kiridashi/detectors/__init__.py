@@ -69,6 +69,9 @@ class DetectResult:
         )
 
 
+PRIMARY_VIEW = "preprocessed"
+
+
 def work_factor(image_hw: tuple[int, int], work_side: int, scale: float) -> float:
     """Resize factor for one scale: the long side becomes ``work_side * scale`` (0: native)."""
     base = 1.0 if work_side <= 0 else work_side / float(max(image_hw))
@@ -96,33 +99,44 @@ def foreground_region(fg: Foreground | None, cfg: dict) -> tuple[int, int, int, 
 
 
 def raw_detections(
-    image: np.ndarray, cfg: dict, models_dir: Path, memo: Memo, fg: Foreground | None = None
-) -> dict[tuple[str, float], list[Detection]]:
-    """(detector, scale) -> detections in full-image pixels, each pair cached on its own.
+    views: dict[str, np.ndarray],
+    cfg: dict,
+    models_dir: Path,
+    memo: Memo,
+    fg: Foreground | None = None,
+) -> dict[tuple[str, float, str], list[Detection]]:
+    """(detector, scale, view) -> detections in full-image pixels, each run cached on its own.
 
-    A detector with ``within_foreground: true`` searches only :func:`foreground_region` of
-    ``fg`` (at the scale of the whole image), which saves the slow ones most of the frame."""
+    ``views`` maps a view name to an HxWx3 uint8 RGB image; all views are the same picture at
+    the same size (e.g. ``preprocessed`` and ``original``: CLAHE finds some faces and hides
+    others). A detector with ``within_foreground: true`` searches only
+    :func:`foreground_region` of ``fg`` (at the scale of the whole image), which saves the slow
+    ones most of the frame."""
     work_side = int(cfg.get("work_side", 0))
     scales = [float(s) for s in cfg.get("scales", [1.0])]
     detectors = build_enabled(cfg.get("detectors", {}), models_dir=Path(models_dir))
     fg_region = foreground_region(fg, cfg.get("foreground_region") or {})
-    runs: dict[tuple[str, float], list[Detection]] = {}
+    runs: dict[tuple[str, float, str], list[Detection]] = {}
     for name, det in detectors.items():
         if getattr(det, "per_character", False):
             continue
         params = constructor_params(cfg["detectors"][name])
         region = fg_region if cfg["detectors"][name].get("within_foreground", False) else None
-        for scale in scales:
-            factor = work_factor(image.shape[:2], work_side, scale)
+        for view, image in views.items():
+            for scale in scales:
+                factor = work_factor(image.shape[:2], work_side, scale)
 
-            def compute(det=det, factor=factor, scale=scale, region=region) -> list[dict]:
-                return [d.to_dict() for d in detect_at_scale(det, image, factor, scale, region)]
+                def compute(det=det, image=image, factor=factor, scale=scale, region=region):
+                    found = detect_at_scale(det, image, factor, scale, region)
+                    return [d.to_dict() for d in found]
 
-            key = {"detector": name, "params": params, "scale": scale, "work_side": work_side}
-            if region is not None:
-                key["region"] = list(region)
-            found = memo(f"raw.{name}", key, compute)
-            runs[(name, scale)] = [Detection.from_dict(d) for d in found]
+                key = {"detector": name, "params": params, "scale": scale, "work_side": work_side}
+                if view != PRIMARY_VIEW:
+                    key["view"] = view
+                if region is not None:
+                    key["region"] = list(region)
+                found = memo(f"raw.{name}", key, compute)
+                runs[(name, scale, view)] = [Detection.from_dict(d) for d in found]
     return runs
 
 
@@ -224,16 +238,32 @@ def recheck_faceless(
         ch.score = round(max(ch.score, float(rcfg.get("score", 0.6)) * face.score), 4)
 
 
-def detect_image(image: np.ndarray, cfg: dict, models_dir: Path, memo: Memo) -> DetectResult:
+def detect_image(
+    image: np.ndarray,
+    cfg: dict,
+    models_dir: Path,
+    memo: Memo,
+    other_views: dict[str, np.ndarray] | None = None,
+) -> DetectResult:
     """Characters in ``image`` (HxWx3 uint8 RGB); ``cfg`` is the ``detect`` config section.
 
     See the module docstring. ``memo(kind, params, compute)`` caches sub-results per image.
+    ``other_views``: the same picture otherwise prepared (same HxW), e.g. ``{"original":
+    without denoise and CLAHE}``; the scene detectors search each view of ``cfg["views"]``
+    (``image`` is the ``preprocessed`` view) and their boxes are fused together.
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"detect_image needs an HxWx3 uint8 RGB image, got {image.shape}")
     h, w = image.shape[:2]
+    available = {PRIMARY_VIEW: image, **(other_views or {})}
+    names = [str(v) for v in cfg.get("views", [PRIMARY_VIEW])]
+    if unknown := [v for v in names if v not in available]:
+        raise ValueError(f"detect.views: no image for {unknown} (have {sorted(available)})")
+    for other in (other_views or {}).values():
+        if other.shape != image.shape:
+            raise ValueError(f"detect view of shape {other.shape} != image {image.shape}")
     fg = foreground(image, cfg, memo)
-    runs = raw_detections(image, cfg, models_dir, memo, fg)
+    runs = raw_detections({v: available[v] for v in names}, cfg, models_dir, memo, fg)
     weights = {n: float(d.get("weight", 1.0)) for n, d in (cfg.get("detectors") or {}).items()}
     fcfg = cfg.get("fusion") or {}
     fused = fuse(
@@ -246,7 +276,7 @@ def detect_image(image: np.ndarray, cfg: dict, models_dir: Path, memo: Memo) -> 
     )
     characters = build_characters(fused, (h, w), cfg.get("character") or {}, fg)
     counts: dict[str, int] = {}
-    for (name, _), dets in runs.items():
+    for (name, *_), dets in runs.items():
         counts[name] = counts.get(name, 0) + len(dets)
     recheck_faceless(image, characters, cfg, models_dir, memo)
     counts.update(add_character_keypoints(image, characters, cfg, models_dir, memo))

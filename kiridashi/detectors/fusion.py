@@ -1,6 +1,6 @@
 """Weighted boxes fusion across detectors and scales (``ensemble_boxes``), with supporters.
 
-Input: ``runs`` maps (detector name, scale) -> detections (XYXY pixels of an HxW image). Boxes
+Input: ``runs`` maps (detector name, scale[, view]) -> detections (XYXY pixels of an HxW image). Boxes
 of each label are fused separately with :func:`ensemble_boxes.weighted_boxes_fusion` on
 coordinates normalised to [0, 1] (one "model" per run, weight = the detector's weight). Each
 input detection is then assigned to the fused box it overlaps most (IoU >= ``iou_thr``), which
@@ -51,7 +51,7 @@ def noisy_or(support: list[Detection], weights: dict[str, float]) -> float:
 
 
 def fuse(
-    runs: dict[tuple[str, float], list[Detection]],
+    runs: dict[tuple, list[Detection]],
     image_hw: tuple[int, int],
     weights: dict[str, float],
     iou_thr: float = 0.5,
@@ -62,7 +62,7 @@ def fuse(
     h, w = image_hw
     norm = np.array([w, h, w, h], np.float64)
     by_label: dict[str, list[tuple[str, list[Detection]]]] = defaultdict(list)
-    for (detector, _scale), dets in sorted(runs.items()):
+    for (detector, *_), dets in sorted(runs.items()):
         for label in sorted({d.label for d in dets}):
             by_label[label].append((detector, [d for d in dets if d.label == label]))
     fused: list[Fused] = []
