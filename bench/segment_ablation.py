@@ -1,7 +1,7 @@
 """What each step of the default segmenter adds, from real `dvc exp run -S` experiments.
 
     python -m bench.segment_ablation [--images DIR] [--steps selfie colour ...] [--jobs 2]
-        [--out bench/results/segment_ablation.json]
+        [--change NAME=OVERRIDE[;OVERRIDE...] ...] [--out bench/results/segment_ablation.json]
 
 A scratch git + DVC copy of this repo gets the images (default: the dev set) as ``data/input``.
 ``dvc exp run -n baseline`` runs the default pipeline, then one experiment per step,
@@ -11,6 +11,10 @@ merge and evaluate. The dev set's ``alpha/`` folder (per-character masks of the 
 ``data/input`` so the evaluate stage counts their characters. The table (``dvc exp show --json``) lists, per experiment, the single-character
 mean IoU and boundary F, the multi-character mean union IoU and the worst image IoU, and the
 change against the baseline: a step's "adds" is baseline minus its experiment.
+
+``--change NAME=OVERRIDES`` adds an experiment ``no-NAME`` with any ``-S`` overrides (``;``
+between them), for refinements that are a setting rather than a step, e.g.
+``--change 'holes=merge.max_hole_fraction=0.01'``.
 
 Steps default to every ``segment.<step>`` section of the composed config that has
 ``enabled: true``.
@@ -58,6 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=Path, default=DEV)
     parser.add_argument("--steps", nargs="*", default=None)
+    parser.add_argument("--change", action="append", default=[], metavar="NAME=OVERRIDES")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/segment_ablation.json")
     parser.add_argument("--keep", action="store_true", help="keep the scratch repo")
@@ -73,6 +78,11 @@ def main() -> None:
     runs = [("baseline", [])] + [
         (f"no-{step}", ["-S", f"segment.{step}.enabled=false"]) for step in steps
     ]
+    for change in args.change:
+        name, _, overrides = change.partition("=")
+        if not name or not overrides:
+            raise SystemExit(f"--change needs NAME=OVERRIDE[;OVERRIDE...], got {change!r}")
+        runs.append((f"no-{name}", [a for o in overrides.split(";") for a in ("-S", o)]))
     seconds = {}
     for name, extra in runs:
         t0 = time.perf_counter()

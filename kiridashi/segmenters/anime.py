@@ -56,7 +56,7 @@ def _section(value: dict | None, defaults: dict) -> dict:
 
 
 SELFIE = {"enabled": True, "weight": 1.0, "models": [0, 1], "combine": "max", "work_side": 512,
-          "clip": 3.0}  # fmt: skip
+          "clip": 3.0, "mute_below": 0.0}  # fmt: skip
 COLOUR = {"enabled": True, "weight": 1.0, "bins": 32, "sigma": 1.0, "clip": 4.0, "init_body": True,
           "init_inside_bg": False}  # fmt: skip
 SEEDS = {"enabled": True, "face_core": 0.6, "keypoint_radius_faces": 0.06,
@@ -72,8 +72,8 @@ FULLRES = {"enabled": False, "px": 4, "weight": 8.0, "max_scale": 0.9, "sure_col
            "line": {"enabled": True, "weight": 1.0, "line_px": 7, "contrast": 40.0}}  # fmt: skip
 ENCLOSURE = {"enabled": True, "weight": 1.0, "barrier": "lines", "line_px": 5, "line_contrast": 40.0,
              "canny": [50, 150], "close_px": 1,
-             "border": {"enabled": False, "max_selfie": 0.5},
-             "pockets": {"enabled": False, "ratio": 1.0}}  # fmt: skip
+             "scale": 1.0, "border": {"enabled": False, "max_selfie": 0.5},
+             "pockets": {"enabled": False, "ratio": 1.0, "mute_selfie": False}}  # fmt: skip
 
 
 def guided_filter_near(image: np.ndarray, soft: np.ndarray, radius: int, eps: float) -> np.ndarray:
@@ -252,9 +252,15 @@ class AnimeRegionCut:
         return self._union(small, characters, s)[0]
 
     def _union(
-        self, small: np.ndarray, characters: list[Character], s: float
+        self,
+        small: np.ndarray,
+        characters: list[Character],
+        s: float,
+        image: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(HxW bool foreground, HxW bool allowed area) at the work size of ``small``."""
+        """(HxW bool foreground, HxW bool allowed area) at the work size of ``small``;
+        ``image``: the full-size image ``small`` was made from (the line-art enclosure runs at
+        ``enclosure.scale`` x the work size, at most at its size)."""
         h, w = small.shape[:2]
         prob = self.person_probability(small)
         allowed = self.allowed_area((h, w), characters, s, prob)
@@ -274,7 +280,16 @@ class AnimeRegionCut:
         edge[0, :], edge[-1, :] = y0 == 0, y1 == h
         edge[:, 0] |= x0 == 0
         edge[:, -1] |= x1 == w
-        fg = self._cut(crop, allowed_c, sure_c, prob_c, body_c, edge)
+        fine = None
+        scale = float(self.enclosure["scale"])
+        if image is not None and scale > 1.0 and self.enclosure["enabled"]:
+            f = min(scale, 1.0 / s)  # enclosure px per work px
+            if f > 1.0:
+                fy0, fy1 = round(y0 / s), min(image.shape[0], round(y1 / s))
+                fx0, fx1 = round(x0 / s), min(image.shape[1], round(x1 / s))
+                size = (round((x1 - x0) * f), round((y1 - y0) * f))
+                fine = cv2.resize(image[fy0:fy1, fx0:fx1], size, interpolation=cv2.INTER_AREA)
+        fg = self._cut(crop, allowed_c, sure_c, prob_c, body_c, edge, fine)
         out = np.zeros((h, w), bool)
         out[y0:y1, x0:x1] = fg
         return out, allowed
@@ -287,10 +302,13 @@ class AnimeRegionCut:
         prob: np.ndarray | None,
         body: np.ndarray | None,
         edge: np.ndarray | None = None,
+        fine: np.ndarray | None = None,
     ) -> np.ndarray:
         """Graph cut of one crop (HxWx3 RGB, HxW bool masks, HxW prob or None) -> HxW bool.
 
-        ``edge`` (HxW bool): crop pixels on the image's own border."""
+        ``edge`` (HxW bool): crop pixels on the image's own border. ``fine``: the crop at a
+        higher resolution (h'xw'x3 RGB) where the line-art enclosure is traced (thin outlines
+        that blur open at the work size stay closed)."""
         labels = superpixels(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), self.superpixel_px)
         lab = cv2.cvtColor(image, cv2.COLOR_RGB2Lab).astype(np.float32)
         graph = region_graph(labels, lab)
@@ -303,7 +321,8 @@ class AnimeRegionCut:
             clip = float(self.selfie["clip"])
             p = np.clip(prob.astype(np.float64), 1e-4, 1 - 1e-4)
             logit = np.clip(np.log(p / (1 - p)), -clip, clip)
-            base += float(self.selfie["weight"]) * graph.mean(labels, logit)
+            selfie_term = float(self.selfie["weight"]) * graph.mean(labels, logit)
+            base += selfie_term
         if body is not None:
             base += float(self.shape["weight"]) * graph.mean(labels, body)
         if self.enclosure["enabled"]:
@@ -313,10 +332,15 @@ class AnimeRegionCut:
                 # the image border is open: where the selfie model sees background there, the
                 # background behind a figure cut by the border is reachable through it
                 outside = outside | (edge & (prob < float(border["max_selfie"])))
-            inside, comp = self._enclosed(image, outside)
+            if fine is not None:
+                up = cv2.resize(outside.astype(np.uint8), fine.shape[1::-1],
+                                interpolation=cv2.INTER_NEAREST) > 0  # fmt: skip
+                inside, comp = self._enclosed(fine, up)
+            else:
+                inside, comp = self._enclosed(image, outside)
             enc_w = float(self.enclosure["weight"])
             if not pockets["enabled"]:
-                base += enc_w * (2 * graph.mean(labels, inside.astype(np.float64)) - 1)
+                base += enc_w * (2 * graph.mean(labels, self._to_work(inside, labels)) - 1)
         weights = np.zeros(len(graph.edges))
         if self.pairwise["enabled"]:
             diff = graph.colour[graph.edges[:, 0]] - graph.colour[graph.edges[:, 1]]
@@ -341,18 +365,32 @@ class AnimeRegionCut:
                 colour.fit(image, fg_w, bg_w)
                 clip = float(self.colour["clip"])
                 ratio = np.clip(colour.log_ratio(image), -clip, clip).astype(np.float64)
-                unary += float(self.colour["weight"]) * graph.mean(labels, ratio)
+                region_ratio = graph.mean(labels, ratio)
+                unary += float(self.colour["weight"]) * region_ratio
+                mute = float(self.selfie["mute_below"])
+                if prob is not None and mute > 0:
+                    unary -= (region_ratio < -mute) * np.maximum(selfie_term, 0)
             if pockets["enabled"]:
                 # enclosed pockets whose colour is background-like are not held inside
                 held = inside
                 if self.colour["enabled"]:
                     n_comp = int(comp.max()) + 1
-                    sums = np.bincount(comp.ravel(), weights=ratio.ravel(), minlength=n_comp)
+                    r = (
+                        ratio
+                        if fine is None
+                        else cv2.resize(ratio, fine.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+                    )
+                    sums = np.bincount(comp.ravel(), weights=r.ravel(), minlength=n_comp)
                     cnt = np.maximum(np.bincount(comp.ravel(), minlength=n_comp), 1)
                     bg_like = sums / cnt < -float(pockets["ratio"])
                     bg_like[0] = False
                     held = inside & ~bg_like[comp]
-                unary += enc_w * (2 * graph.mean(labels, held.astype(np.float64)) - 1)
+                    if prob is not None and pockets["mute_selfie"]:
+                        # the blurry selfie map fills gaps between arms and body: it has no say
+                        # in an enclosed pocket of background colour
+                        pocket = self._to_work(inside & bg_like[comp], labels)
+                        unary -= graph.mean(labels, pocket) * np.maximum(selfie_term, 0)
+                unary += enc_w * (2 * graph.mean(labels, self._to_work(held, labels)) - 1)
             unary *= graph.area
             unary[hard_bg] = -HARD
             unary[hard_fg] = HARD
@@ -368,12 +406,22 @@ class AnimeRegionCut:
                              model, float(self.colour["clip"]))  # fmt: skip
         return fg
 
+    @staticmethod
+    def _to_work(mask: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """HxW float64 share of ``mask`` (bool, any size) at the size of ``labels``."""
+        if mask.shape == labels.shape:
+            return mask.astype(np.float64)
+        size = labels.shape[1::-1]
+        return cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA).astype(
+            np.float64
+        )
+
     def union_soft(self, image: np.ndarray, characters: list[Character]) -> np.ndarray:
         """Soft foreground of all characters together (HxW float32, ``image`` size)."""
         h, w = image.shape[:2]
         s = min(1.0, self.work_side / max(h, w))
         small = cv2.resize(image, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-        fg, allowed = self._union(small, characters, s)
+        fg, allowed = self._union(small, characters, s, image)
         soft = cv2.resize(fg.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
         if self.fullres["enabled"] and s < float(self.fullres["max_scale"]):
             allowed = cv2.resize(allowed.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
