@@ -234,3 +234,55 @@ def test_merge_in_the_figures_box_equals_the_whole_frame(cfg, smooth_radius):
     assert [c.index for c in cuts] == [0, 1]
     for cut in cuts:
         np.testing.assert_array_equal(cut.mask, whole[cut.index])
+
+
+def _scaled(character: Character, k: float) -> Character:
+    return Character(
+        box=tuple(v * k for v in character.box),
+        score=character.score,
+        face_box=tuple(v * k for v in character.face_box),
+        detectors=list(character.detectors),
+        keypoints={n: (x * k, y * k, c) for n, (x, y, c) in character.keypoints.items()},
+    )
+
+
+@pytest.mark.parametrize("scale", [1.0, 3.0])
+def test_enclosure_is_traced_above_the_work_size(segment_cfg, monkeypatch, scale):
+    # enclosure.scale > 1: the cut at the work size gets the same crop at up to the image's own
+    # resolution (here 2x: the work copy is half size) for the line-art enclosure
+    image, gt, character = drawn_figure()
+    big = cv2.resize(image, (2 * W, 2 * H), interpolation=cv2.INTER_CUBIC)
+    big_gt = cv2.resize(gt.astype(np.uint8), (2 * W, 2 * H), interpolation=cv2.INTER_NEAREST) > 0
+    seen = []
+    cut = AnimeRegionCut._cut
+
+    def spy(self, crop, allowed, sure, prob, body, edge=None, fine=None):
+        seen.append((crop.shape[:2], None if fine is None else fine.shape[:2]))
+        return cut(self, crop, allowed, sure, prob, body, edge, fine)
+
+    monkeypatch.setattr(AnimeRegionCut, "_cut", spy)
+    params = dict(
+        segment_cfg,
+        work_side=W,
+        selfie=dict(segment_cfg["selfie"], enabled=False),
+        enclosure=dict(segment_cfg["enclosure"], scale=scale),
+    )
+    soft = AnimeRegionCut(**params).segment(big, [_scaled(character, 2.0)], memo=None)[0]
+    ((crop_hw, fine_hw),) = seen
+    if scale > 1:
+        assert fine_hw == (2 * crop_hw[0], 2 * crop_hw[1])
+    else:
+        assert fine_hw is None
+    assert iou(soft >= 0.5, big_gt) >= 0.95
+
+
+def test_merge_fills_pinholes_but_keeps_gaps_between_arm_and_body(cfg):
+    # the cut's own holes are background seen between arms, body and hair: only pinholes
+    # (up to merge.max_hole_fraction of the mask) are filled
+    soft = np.zeros((H, W), np.float32)
+    soft[40:340, 140:340] = 1.0
+    soft[100:103, 200:203] = 0.0  # a 3x3 pinhole
+    soft[150:230, 300:320] = 0.0  # a 20x80 gap between an arm and the body
+    cut = merge_characters([soft], (H, W), _edges(cfg, mode="hard"))[0]
+    assert cut.mask[100:103, 200:203].all()
+    assert not cut.mask[150:230, 300:320].any()
