@@ -117,6 +117,7 @@ def test_each_view_is_searched_and_cached_on_its_own(dcfg):
     image = rng.integers(0, 255, (144, 256, 3), dtype=np.uint8)
     original = rng.integers(0, 255, (144, 256, 3), dtype=np.uint8)
     dcfg = _only(dcfg, "lbp_cascade")
+    dcfg["detectors"]["lbp_cascade"].pop("views", None)  # no own pick: every view of detect.views
     dcfg["views"] = ["preprocessed"]
     memo = FakeMemo()
     detect_image(image, dcfg, MODELS, memo, {"original": original})
@@ -129,6 +130,34 @@ def test_each_view_is_searched_and_cached_on_its_own(dcfg):
         detect_image(image, dcfg, MODELS, FakeMemo())
     with pytest.raises(ValueError, match="shape"):
         detect_image(image, dcfg, MODELS, FakeMemo(), {"original": original[:100]})
+
+
+def test_a_detector_searches_only_its_own_views(dcfg):
+    # detect.detectors.<name>.views picks among detect.views; the pick is not part of a run's
+    # key, so narrowing it reuses the runs already cached
+    shared_path("models", "lbpcascade_animeface.xml")
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (144, 256, 3), dtype=np.uint8)
+    views = {"original": rng.integers(0, 255, (144, 256, 3), dtype=np.uint8)}
+    dcfg = _only(dcfg, "lbp_cascade")
+    dcfg["detectors"]["lbp_cascade"].pop("views", None)
+    dcfg["views"] = ["preprocessed", "original"]
+    memo = FakeMemo()
+    detect_image(image, dcfg, MODELS, memo, views)
+    assert sorted(p.get("view", "-") for k, p in memo.computed if k.startswith("raw.")) == [
+        "-",
+        "original",
+    ]
+    memo.computed.clear()
+    dcfg["detectors"]["lbp_cascade"]["views"] = ["original"]
+    res = detect_image(image, dcfg, MODELS, memo, views)
+    assert memo.computed == [] and res.characters == []
+    # a pick outside detect.views falls back to all of them: detect.views=[preprocessed] alone
+    # switches every detector to that view
+    dcfg["views"] = ["preprocessed"]
+    memo = FakeMemo()
+    detect_image(image, dcfg, MODELS, memo, views)
+    assert [p.get("view", "-") for k, p in memo.computed if k.startswith("raw.")] == ["-"]
 
 
 def test_a_face_found_in_one_view_makes_a_character():

@@ -109,7 +109,8 @@ def raw_detections(
 
     ``views`` maps a view name to an HxWx3 uint8 RGB image; all views are the same picture at
     the same size (e.g. ``preprocessed`` and ``original``: CLAHE finds some faces and hides
-    others). A detector with ``within_foreground: true`` searches only
+    others); a detector entry's own ``views`` list picks among them (:func:`detector_views`). A
+    detector with ``within_foreground: true`` searches only
     :func:`foreground_region` of ``fg`` (at the scale of the whole image), which saves the slow
     ones most of the frame."""
     work_side = int(cfg.get("work_side", 0))
@@ -122,7 +123,7 @@ def raw_detections(
             continue
         params = constructor_params(cfg["detectors"][name])
         region = fg_region if cfg["detectors"][name].get("within_foreground", False) else None
-        for view, image in views.items():
+        for view, image in detector_views(name, cfg, views).items():
             for scale in scales:
                 factor = work_factor(image.shape[:2], work_side, scale)
 
@@ -138,6 +139,14 @@ def raw_detections(
                 found = memo(f"raw.{name}", key, compute)
                 runs[(name, scale, view)] = [Detection.from_dict(d) for d in found]
     return runs
+
+
+def detector_views(name: str, cfg: dict, views: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The views of ``views`` (``detect.views``) that detector ``name`` searches: those its
+    entry's ``views`` list names, or all of them when it has no list or names none of them (so
+    ``detect.views=[preprocessed]`` alone switches every detector to that view)."""
+    wanted = [str(v) for v in cfg["detectors"][name].get("views") or [] if str(v) in views]
+    return {v: views[v] for v in wanted} if wanted else views
 
 
 def foreground(image: np.ndarray, cfg: dict, memo: Memo) -> Foreground | None:

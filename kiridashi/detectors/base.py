@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 
 # keys of a detector's config entry that are not constructor arguments (left out of the memo key:
 # `enabled` / `weight` do not change its raw output; `within_foreground` puts the searched region
-# into the key instead)
-META_KEYS = frozenset({"_target_", "enabled", "weight", "within_foreground"})
+# into the key instead; `views` picks which runs happen, each keyed by its view)
+META_KEYS = frozenset({"_target_", "enabled", "weight", "within_foreground", "views"})
 
 
 @runtime_checkable
