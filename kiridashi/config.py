@@ -30,6 +30,33 @@ def compose(overrides: list[str] | None = None, conf_dir: Path = CONF_DIR) -> di
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
+class ConfigError(ValueError):
+    """A setting that every image depends on is invalid: the run stops once with this line."""
+
+
+DETECT_VIEWS = ("preprocessed", "original")  # images the detectors can search
+SEGMENT_INPUTS = ("original", "preprocessed")  # images the segmenter can cut
+
+
+def check_settings(cfg: dict[str, Any]) -> None:
+    """Raise ConfigError for a value that would fail on every image alike (checked once at
+    start-up rather than found image by image)."""
+    mode = (cfg.get("segment") or {}).get("input", "original")
+    if mode not in SEGMENT_INPUTS:
+        raise ConfigError(f"segment.input must be one of {', '.join(SEGMENT_INPUTS)}, not {mode!r}")
+    detect = cfg.get("detect") or {}
+    checks = [("detect.views", detect.get("views"))] + [
+        (f"detect.detectors.{name}.views", entry.get("views"))
+        for name, entry in (detect.get("detectors") or {}).items()
+        if isinstance(entry, dict)
+    ]
+    for key, views in checks:
+        if unknown := [v for v in views or [] if v not in DETECT_VIEWS]:
+            raise ConfigError(
+                f"{key}: unknown view {unknown[0]!r} (known: {', '.join(DETECT_VIEWS)})"
+            )
+
+
 def dump_params(cfg: dict, path: Path) -> None:
     from kiridashi.io import atomic_write_text
 

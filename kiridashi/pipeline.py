@@ -28,7 +28,7 @@ from typing import Any
 from kiridashi import __version__
 from kiridashi import io as kio
 from kiridashi.cache import open_cache, params_digest
-from kiridashi.config import resolve_models_dir
+from kiridashi.config import ConfigError, check_settings, resolve_models_dir
 from kiridashi.models import ModelError
 from kiridashi.runner import SCHEMA_VERSION, STEPS, Runner, Skipped, Source, output_stem
 from kiridashi.threads import limit_threads
@@ -49,6 +49,7 @@ def progress(iterable: Iterable | None, total: int, desc: str):
 
 def make_runner(cfg: dict, jobs: int = 1) -> Runner:
     """A Runner for a process that is one of ``jobs`` image workers (sizes the thread pools)."""
+    check_settings(cfg)
     limit_threads(jobs)
     return Runner(cfg, open_cache(cfg.get("cache")), resolve_models_dir(cfg.get("models_dir")))
 
@@ -133,9 +134,9 @@ class OutputWriteError(OSError):
 
 
 _FATAL_ERRNOS = {errno.EACCES, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EPERM}
-# errors that concern every image alike (an unwritable output folder, a missing model file):
-# the run stops once with the reason instead of skipping image after image
-FATAL = (OutputWriteError, ModelError)
+# errors that concern every image alike (an unwritable output folder, a missing model file, an
+# invalid setting): the run stops once with the reason instead of skipping image after image
+FATAL = (OutputWriteError, ModelError, ConfigError)
 
 
 def fatal_message(exc: BaseException) -> str:
@@ -295,8 +296,8 @@ def run_manifest_stage(
         sources, records = sources_from_manifest(upstream)
         report = {k: v for k, v in upstream.items() if k not in ("items", "params")}
     cfg = _stage_cfg(step, params, upstream)
-    runner = make_runner(cfg)
     with exit_on_fatal():
+        runner = make_runner(cfg)
         run_step(runner, step, sources, records, describe, jobs=int(cfg.get("jobs", 1)))
     manifest = {
         "schema_version": SCHEMA_VERSION,
@@ -455,8 +456,8 @@ def stage_merge(params: dict, upstream_dir: Path, out_dir: Path) -> dict:
     sources, records = sources_from_manifest(upstream)
     report = {k: v for k, v in upstream.items() if k not in ("items", "params")}
     cfg = _stage_cfg("merge", params, upstream)
-    runner = make_runner(cfg)
     with exit_on_fatal():
+        runner = make_runner(cfg)
         doc = write_results(
             Path(out_dir), sources, records, report, runner, jobs=int(cfg.get("jobs", 1))
         )

@@ -26,6 +26,7 @@ import numpy as np
 
 from kiridashi import io as kio
 from kiridashi.cache import ImageMemo, ResultCache, code_version, content_hash, make_key
+from kiridashi.config import ConfigError
 from kiridashi.merge import build_merge_result
 from kiridashi.preprocess import preprocess_image, resize_to_work
 from kiridashi.types import Character
@@ -254,7 +255,7 @@ class Runner:
         if mode == "preprocessed":
             return self.preprocess(src)["image"]
         if mode != "original":
-            raise ValueError(f"segment.input must be original or preprocessed, not {mode!r}")
+            raise ConfigError(f"segment.input must be original or preprocessed, not {mode!r}")
         return self.work_original(src)
 
     def work_original(self, src: Source) -> np.ndarray:

@@ -171,6 +171,35 @@ def test_missing_model_stops_the_run_once_with_one_line(
     assert not list(out.rglob(".*.tmp"))
 
 
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["segment.input=raw"], "segment.input must be one of original, preprocessed, not 'raw'"),
+        (["detect.views=[preprocessed,raw]"], "detect.views: unknown view 'raw'"),
+        (["detect.detectors.animeface.views=[clahe]"], "detect.detectors.animeface.views"),
+    ],
+)
+def test_an_invalid_setting_stops_the_run_once_before_any_image(
+    sample_images, tmp_path, capsys, overrides, expected
+):
+    """A setting every image depends on is checked at start-up: one line, exit 2, no output."""
+    from kiridashi.cli import main
+
+    out = tmp_path / "out"
+    rc = main(["extract", str(sample_images), str(out), *overrides, "--no-check"])
+    assert rc == 2
+    errors = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0], errors
+    assert not out.exists() or not list(out.rglob("*.png"))
+
+
+def test_a_stage_with_an_invalid_setting_exits_with_one_line(sample_images, tmp_path, cfg):
+    params = {**cfg, "detect": {**cfg["detect"], "views": ["raw"]}}
+    with pytest.raises(SystemExit, match=r"^error: detect\.views: unknown view 'raw'"):
+        run_manifest_stage("detect", params, tmp_path / "detect", input_dir=sample_images)
+    assert not (tmp_path / "detect" / "manifest.json").exists()
+
+
 def test_a_batch_does_not_keep_every_image_in_memory(sample_images, cfg):
     """Each image's bytes are dropped once its step is done (the hash stays for the record)."""
     from kiridashi.pipeline import discover_sources, make_runner, run_step
