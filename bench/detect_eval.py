@@ -50,7 +50,13 @@ import numpy as np
 from kiridashi import io as kio
 from kiridashi.cache import params_digest
 from kiridashi.config import compose
-from kiridashi.detectors import DetectResult, detect_image, foreground, raw_detections
+from kiridashi.detectors import (
+    DetectResult,
+    detect_image,
+    foreground,
+    raw_detections,
+    search_views,
+)
 from kiridashi.detectors.base import build
 from kiridashi.evaluate import gt_character_boxes
 from kiridashi.metrics import match_boxes
@@ -246,10 +252,12 @@ def raw_face_stats(data, dcfg: dict, models: Path, memo: DictMemo, gts: dict) ->
     for path, image, factor in data:
         memo.image = path.name
         boxes = [g.box for g in gts[path.name]]
-        names = dcfg.get("views", ["preprocessed"])
-        all_views = {"preprocessed": image, **views(path)}
         for (name, *_), dets in raw_detections(
-            {v: all_views[v] for v in names}, dcfg, models, memo, foreground(image, dcfg, memo)
+            search_views(image, dcfg, views(path)),
+            dcfg,
+            models,
+            memo,
+            foreground(image, dcfg, memo),
         ).items():
             st = stats.setdefault(name, {"faces": 0, "false_faces": 0, "hits": 0, "gt": 0})
             centres = [

@@ -38,12 +38,16 @@ DETECT_VIEWS = ("preprocessed", "original")  # images the detectors can search
 SEGMENT_INPUTS = ("original", "preprocessed")  # images the segmenter can cut
 
 
+def check_segment_input(mode: Any) -> None:
+    """Raise ConfigError unless ``mode`` is a valid ``segment.input``."""
+    if mode not in SEGMENT_INPUTS:
+        raise ConfigError(f"segment.input must be one of {', '.join(SEGMENT_INPUTS)}, not {mode!r}")
+
+
 def check_settings(cfg: dict[str, Any]) -> None:
     """Raise ConfigError for a value that would fail on every image alike (checked once at
     start-up rather than found image by image)."""
-    mode = (cfg.get("segment") or {}).get("input", "original")
-    if mode not in SEGMENT_INPUTS:
-        raise ConfigError(f"segment.input must be one of {', '.join(SEGMENT_INPUTS)}, not {mode!r}")
+    check_segment_input((cfg.get("segment") or {}).get("input", "original"))
     detect = cfg.get("detect") or {}
     checks = [("detect.views", detect.get("views"))] + [
         (f"detect.detectors.{name}.views", entry.get("views"))

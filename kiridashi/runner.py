@@ -26,7 +26,7 @@ import numpy as np
 
 from kiridashi import io as kio
 from kiridashi.cache import ImageMemo, ResultCache, code_version, content_hash, make_key
-from kiridashi.config import ConfigError
+from kiridashi.config import check_segment_input
 from kiridashi.merge import build_merge_result
 from kiridashi.preprocess import preprocess_image, resize_to_work
 from kiridashi.types import Character
@@ -252,10 +252,9 @@ class Runner:
         the decoded image at work size, without denoise and CLAHE, which help the detectors but
         blur the edges the cut follows) or ``preprocessed`` (what the detectors see)."""
         mode = self.cfg["segment"].get("input", "original")
+        check_segment_input(mode)
         if mode == "preprocessed":
             return self.preprocess(src)["image"]
-        if mode != "original":
-            raise ConfigError(f"segment.input must be original or preprocessed, not {mode!r}")
         return self.work_original(src)
 
     def work_original(self, src: Source) -> np.ndarray:

@@ -141,6 +141,22 @@ def raw_detections(
     return runs
 
 
+def search_views(
+    image: np.ndarray, cfg: dict, other_views: dict[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """View name -> image for each view of ``cfg["views"]`` (the ``detect`` section):
+    ``image`` is the ``preprocessed`` view, ``other_views`` the others (same HxW). Raises
+    ValueError for a view with no image or of another shape."""
+    available = {PRIMARY_VIEW: image, **(other_views or {})}
+    names = [str(v) for v in cfg.get("views", [PRIMARY_VIEW])]
+    if unknown := [v for v in names if v not in available]:
+        raise ValueError(f"detect.views: no image for {unknown} (have {sorted(available)})")
+    for other in (other_views or {}).values():
+        if other.shape != image.shape:
+            raise ValueError(f"detect view of shape {other.shape} != image {image.shape}")
+    return {v: available[v] for v in names}
+
+
 def detector_views(name: str, cfg: dict, views: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The views of ``views`` (``detect.views``) that detector ``name`` searches: those its
     entry's ``views`` list names, or all of them when it has no list or names none of them (so
@@ -264,15 +280,8 @@ def detect_image(
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"detect_image needs an HxWx3 uint8 RGB image, got {image.shape}")
     h, w = image.shape[:2]
-    available = {PRIMARY_VIEW: image, **(other_views or {})}
-    names = [str(v) for v in cfg.get("views", [PRIMARY_VIEW])]
-    if unknown := [v for v in names if v not in available]:
-        raise ValueError(f"detect.views: no image for {unknown} (have {sorted(available)})")
-    for other in (other_views or {}).values():
-        if other.shape != image.shape:
-            raise ValueError(f"detect view of shape {other.shape} != image {image.shape}")
     fg = foreground(image, cfg, memo)
-    runs = raw_detections({v: available[v] for v in names}, cfg, models_dir, memo, fg)
+    runs = raw_detections(search_views(image, cfg, other_views), cfg, models_dir, memo, fg)
     weights = {n: float(d.get("weight", 1.0)) for n, d in (cfg.get("detectors") or {}).items()}
     fcfg = cfg.get("fusion") or {}
     fused = fuse(

@@ -1,10 +1,10 @@
 """Weighted boxes fusion across detectors and scales (``ensemble_boxes``), with supporters.
 
-Input: ``runs`` maps (detector name, scale[, view]) -> detections (XYXY pixels of an HxW image). Boxes
-of each label are fused separately with :func:`ensemble_boxes.weighted_boxes_fusion` on
-coordinates normalised to [0, 1] (one "model" per run, weight = the detector's weight). Each
-input detection is then assigned to the fused box it overlaps most (IoU >= ``iou_thr``), which
-gives the supporters of every fused box.
+Input: ``runs`` maps (detector name, scale[, view]) -> detections (XYXY pixels of an HxW image).
+Boxes of each label are fused separately with :func:`ensemble_boxes.weighted_boxes_fusion` on
+coordinates normalised to [0, 1] (one "model" per run, weight = the detector's weight). Each input
+detection is then assigned to the fused box it overlaps most (IoU >= ``iou_thr``), which gives the
+supporters of every fused box.
 
 Fused score: a noisy-OR over the supporting detectors, ``1 - prod_d(1 - w_d * s_d)`` with ``s_d``
 the detector's best score among its supporting boxes (any scale) and ``w_d`` its weight clipped
