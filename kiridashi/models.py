@@ -2,7 +2,9 @@
 
 The models folder is the config value ``models_dir`` (``$KIRIDASHI_MODELS_DIR`` overrides it).
 Nothing here is needed for the default path beyond what pip installs: the LBP anime-face cascade
-improves detection when present; SAM / isnetis / YOLO are optional backends.
+(MIT, see NOTICE) ships inside the package in :data:`BUNDLED_DIR`; a copy in the models folder
+takes precedence, so ``kiridashi models fetch lbpcascade_animeface`` still gets a newer one. The
+models folder is for optional extras: SAM / isnetis / YOLO weights.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+BUNDLED_DIR = Path(__file__).resolve().parent / "detectors" / "data"  # model files in the package
 
 
 @dataclass(frozen=True)
@@ -212,10 +216,11 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if args.models_command == "list":
         for m in REGISTRY.values():
-            present = (models_dir / m.filename).is_file()
-            print(
-                f"{m.name:22s} {'present' if present else 'missing':8s} {m.filename}  ({m.used_by})"
-            )
+            if (models_dir / m.filename).is_file():
+                status = "present"
+            else:
+                status = "bundled" if (BUNDLED_DIR / m.filename).is_file() else "missing"
+            print(f"{m.name:22s} {status:8s} {m.filename}  ({m.used_by})")
         return 0
     status = 0
     for name in args.names:

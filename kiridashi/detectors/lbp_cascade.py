@@ -1,5 +1,9 @@
 """nagadomi's LBP cascade for anime faces (``lbpcascade_animeface.xml``, MIT) via OpenCV.
 
+The cascade ships inside the package (``kiridashi/detectors/data/``, licence in its ``NOTICE``),
+so the default detector works with an empty models folder; a copy in ``models_dir`` (e.g. from
+``kiridashi models fetch lbpcascade_animeface``) takes precedence (:func:`resolve_cascade`).
+
 Confidence: ``detectMultiScale3(outputRejectLevels=True)`` gives each grouped box the summed
 weight of the cascade's last stage; a logistic ``1 / (1 + exp(-slope * (w - midpoint)))`` maps it
 to [0, 1] (true faces have weights around 2-4, chest/hand false positives around 0-1).
@@ -14,11 +18,46 @@ import cv2
 import numpy as np
 
 from kiridashi.detectors.base import MissingModel
+from kiridashi.models import BUNDLED_DIR, fetch_name_for
 from kiridashi.types import Detection
 
 
+def bundled_cascades() -> list[str]:
+    """File names of the cascades shipped in the package (e.g. ``lbpcascade_animeface.xml``)."""
+    return sorted(p.name for p in BUNDLED_DIR.glob("*.xml"))
+
+
+def resolve_cascade(model_file: str | Path, models_dir: str | Path | None, name: str) -> Path:
+    """The cascade file for ``model_file``: an absolute (or ``~``) path as given; else
+    ``models_dir/model_file`` when that file exists; else the bundled copy in
+    :data:`BUNDLED_DIR` when ``model_file`` is the name of a bundled file. Raises MissingModel
+    otherwise (the message names the config key ``detect.detectors.<name>.model_file``)."""
+    path = Path(model_file).expanduser()
+    looked = path if path.is_absolute() else Path(models_dir or "models") / path
+    if looked.is_file():
+        return looked
+    if not path.is_absolute() and len(path.parts) == 1 and (BUNDLED_DIR / path).is_file():
+        return BUNDLED_DIR / path
+    bundled = ", ".join(bundled_cascades()) or "none installed"
+    if path.is_absolute():
+        fix = (
+            f"check the path; a bare file name is looked up in models_dir, then bundled: {bundled}"
+        )
+    elif fetch := fetch_name_for(path.name):  # a registered file missing from the package too
+        fix = f"reinstall kiridashi or run `kiridashi models fetch {fetch}`"
+    else:
+        fix = f"put the file there, give an absolute path, or use a bundled cascade: {bundled}"
+    raise MissingModel(
+        f"model file not found: {looked} (config key detect.detectors.{name}.model_file); {fix}"
+    )
+
+
 class LbpCascade:
-    """Anime face boxes (label "face") from an OpenCV LBP cascade file in ``models_dir``."""
+    """Anime face boxes (label "face") from an OpenCV LBP cascade file.
+
+    ``model_file``: an absolute path, or a file name looked up in ``models_dir`` and then among
+    the cascades bundled with the package (see :func:`resolve_cascade`).
+    """
 
     CONTEXT = ("models_dir",)
 
@@ -34,16 +73,9 @@ class LbpCascade:
         equalize: bool = True,
         models_dir: str | Path | None = None,
     ):
-        path = Path(model_file)
-        if not path.is_absolute():
-            path = Path(models_dir or "models") / path
-        if not path.is_file():
-            raise MissingModel(
-                f"model file {path.name} not found in {path.parent} "
-                f"(config key detect.detectors.{name}.model_file; "
-                "fetch it with `kiridashi models fetch lbpcascade_animeface`)"
-            )
+        path = resolve_cascade(model_file, models_dir, name)
         self.name = name
+        self.path = path
         self.cascade = cv2.CascadeClassifier(str(path))
         if self.cascade.empty():
             raise MissingModel(f"{path} is not a valid OpenCV cascade file")
