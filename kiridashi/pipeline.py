@@ -48,10 +48,19 @@ def progress(iterable: Iterable | None, total: int, desc: str):
 
 
 def make_runner(cfg: dict, jobs: int = 1) -> Runner:
-    """A Runner for a process that is one of ``jobs`` image workers (sizes the thread pools)."""
+    """A Runner for a process that is one of ``jobs`` image workers (sizes the thread pools).
+
+    Start-up checks come first: settings every image depends on (ConfigError) and the model
+    files of the enabled detectors (a missing optional one: one warning line, before any image).
+    """
     check_settings(cfg)
     limit_threads(jobs)
-    return Runner(cfg, open_cache(cfg.get("cache")), resolve_models_dir(cfg.get("models_dir")))
+    models_dir = resolve_models_dir(cfg.get("models_dir"))
+    if detectors := (cfg.get("detect") or {}).get("detectors"):
+        from kiridashi.detectors.base import check_model_files
+
+        check_model_files(detectors, models_dir=models_dir)
+    return Runner(cfg, open_cache(cfg.get("cache")), models_dir)
 
 
 def report_counts(runner: Runner, steps: Iterable[str] = STEPS) -> str:
@@ -197,9 +206,11 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(cfg: dict, step: str, on_result, jobs: int) -> None:
+    from kiridashi.detectors.base import set_missing_model_level
     from kiridashi.logs import setup_logging
 
     setup_logging()
+    set_missing_model_level(logging.DEBUG)  # the parent's make_runner has reported them
     _WORKER.update(runner=make_runner(cfg, jobs), step=step, on_result=on_result)
 
 

@@ -5,6 +5,11 @@ objects whose boxes are XYXY pixels of that image. A *character detector* (``per
 True``, e.g. MediaPipe Pose) instead looks at one character box at a time. Instances are built
 from the ``_target_`` dotted path of their config entry and kept for the life of the process
 (one per distinct set of params), so models load once, not per image.
+
+A detector whose model file is missing raises :class:`MissingModel` and is skipped with one
+warning line. :func:`check_model_files` builds the detectors that read a model file at start-up,
+so the line comes once per run before any image (and before the progress bar); worker processes
+of a parallel run log it at DEBUG only (:func:`set_missing_model_level`), their parent has said it.
 """
 
 from __future__ import annotations
@@ -52,6 +57,14 @@ class MissingModel(RuntimeError):
 
 _INSTANCES: dict[str, Any] = {}
 _WARNED: set[str] = set()
+_missing_level = logging.WARNING  # level of the "detector skipped" line in this process
+
+
+def set_missing_model_level(level: int) -> None:
+    """Log "detector X skipped: <missing model>" at ``level`` in this process (worker
+    processes: DEBUG, as the parent reported it at start-up)."""
+    global _missing_level
+    _missing_level = int(level)
 
 
 def constructor_params(cfg: dict) -> dict:
@@ -63,7 +76,8 @@ def build(name: str, cfg: dict, **context: Any) -> Any | None:
     """The detector configured by ``cfg`` (``_target_`` + params), built once per process.
 
     ``context`` (e.g. ``models_dir``) goes to constructors that list the key in their ``CONTEXT``
-    class attribute. Returns None, after ONE warning line, when the model file is missing.
+    class attribute. Returns None, after ONE warning line per process (see
+    :func:`set_missing_model_level`), when the model file is missing.
     """
     if "_target_" not in cfg:
         raise ValueError(f"detect.detectors.{name} has no _target_")
@@ -77,7 +91,7 @@ def build(name: str, cfg: dict, **context: Any) -> Any | None:
         inst = cls(name=name, **params, **accepted)
     except MissingModel as exc:
         if key not in _WARNED:
-            log.warning("detector %s skipped: %s", name, exc)
+            log.log(_missing_level, "detector %s skipped: %s", name, exc)
             _WARNED.add(key)
         inst = None
     _INSTANCES[key] = inst
@@ -94,6 +108,24 @@ def build_enabled(detectors_cfg: dict, **context: Any) -> dict[str, Any]:
         if inst is not None:
             out[name] = inst
     return out
+
+
+def check_model_files(detectors_cfg: dict, **context: Any) -> None:
+    """Build now the enabled detectors that read a model file (their class takes ``models_dir``
+    from ``context``), so that a missing file is reported at start-up, before any image: a
+    :class:`MissingModel` as its one warning line (the detector is then skipped), a
+    :class:`~kiridashi.models.ModelError` (e.g. YOLO weights) raised. The instances are kept
+    for the run. Entries whose ``_target_`` does not import are left for :func:`build` to report.
+    """
+    for name, dcfg in (detectors_cfg or {}).items():
+        if not dcfg or not dcfg.get("enabled", True):
+            continue
+        try:
+            cls = import_target(str(dcfg.get("_target_", "")))
+        except (ImportError, AttributeError, ValueError):
+            continue
+        if "models_dir" in getattr(cls, "CONTEXT", ()):
+            build(name, dcfg, **context)
 
 
 def scale_image(image: np.ndarray, factor: float) -> np.ndarray:

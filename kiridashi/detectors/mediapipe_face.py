@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kiridashi.quiet import build_quietly, import_mediapipe
 from kiridashi.types import Detection
 
 
@@ -15,11 +16,12 @@ class MediaPipeFace:
     """Face boxes (label "face"); ``model_selection=1`` is the full-range model."""
 
     def __init__(self, name: str, model_selection: int = 1, min_confidence: float = 0.5):
-        import mediapipe as mp
-
+        mp = import_mediapipe()
         self.name = name
-        self._fd = mp.solutions.face_detection.FaceDetection(
-            model_selection=int(model_selection), min_detection_confidence=float(min_confidence)
+        self._fd = build_quietly(
+            lambda: mp.solutions.face_detection.FaceDetection(
+                model_selection=int(model_selection), min_detection_confidence=float(min_confidence)
+            )
         )
 
     def detect(self, image: np.ndarray) -> list[Detection]:

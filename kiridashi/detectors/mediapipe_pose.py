@@ -11,6 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from kiridashi.quiet import build_quietly, import_mediapipe, native_logs_filtered
 from kiridashi.types import BoxXYXY, Detection
 
 
@@ -28,23 +29,24 @@ class MediaPipePose:
         min_visibility: float = 0.0,
         model_complexity: int = 1,
     ):
-        import mediapipe as mp
-
         if int(model_complexity) != 1:
             raise ValueError(
                 f"detect.detectors.{name}.model_complexity must be 1 "
                 "(the other pose models are not bundled with mediapipe and need a download)"
             )
+        mp = import_mediapipe()
         self.name = name
         self.crop_height = int(crop_height)
         self.margin = float(margin)
         self.min_visibility = float(min_visibility)
         self._names = [lm.name.lower() for lm in mp.solutions.pose.PoseLandmark]
-        self._pose = mp.solutions.pose.Pose(
-            static_image_mode=True,
-            model_complexity=1,
-            enable_segmentation=False,
-            min_detection_confidence=float(min_confidence),
+        self._pose = build_quietly(
+            lambda: mp.solutions.pose.Pose(
+                static_image_mode=True,
+                model_complexity=1,
+                enable_segmentation=False,
+                min_detection_confidence=float(min_confidence),
+            )
         )
 
     def detect_in_box(self, image: np.ndarray, box: BoxXYXY) -> list[Detection]:
@@ -61,7 +63,8 @@ class MediaPipePose:
         size = (max(8, round(crop.shape[1] * s)), self.crop_height)
         interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
         crop = cv2.resize(crop, size, interpolation=interp)
-        result = self._pose.process(np.ascontiguousarray(crop))
+        with native_logs_filtered():  # the landmark graph notes its first pose (~0.1 ms)
+            result = self._pose.process(np.ascontiguousarray(crop))
         if result.pose_landmarks is None:
             return []
         kp: dict[str, tuple[float, float, float]] = {}

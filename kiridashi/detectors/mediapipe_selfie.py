@@ -11,19 +11,24 @@ from __future__ import annotations
 import numpy as np
 
 from kiridashi.detectors.base import scale_image
+from kiridashi.quiet import build_quietly, import_mediapipe
 
 
 class SelfieForeground:
     """``probability(image)`` -> k x h x w float32 person probabilities (k selfie models)."""
 
     def __init__(self, name: str, model_selection: int | list[int] = (0, 1), work_side: int = 512):
-        import mediapipe as mp
-
+        mp = import_mediapipe()
         sel = [model_selection] if isinstance(model_selection, int) else list(model_selection)
         self.name = name
         self.work_side = int(work_side)
         self._models = [
-            mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=int(m)) for m in sel
+            build_quietly(
+                lambda m=m: mp.solutions.selfie_segmentation.SelfieSegmentation(
+                    model_selection=int(m)
+                )
+            )
+            for m in sel
         ]
 
     def probability(self, image: np.ndarray) -> np.ndarray:
