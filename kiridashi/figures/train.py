@@ -1,0 +1,285 @@
+"""Train the figure net on synthetic scenes and export it to ONNX (needs the ``torch`` extra).
+
+    python -m kiridashi.figures.train [--minutes 40] [--out kiridashi/detectors/data/figure_net.onnx]
+                                      [--art renpy|procedural] [--seed 0] [--batch 16]
+
+Data recipe: :class:`kiridashi.figures.synth.SceneSynth` over the demo's art (``--art renpy``:
+the character sprites and backgrounds of Debian's MIT-licensed ``renpy-demo`` and
+``renpy-thequestion`` packages, fetched with ``apt-get download`` as ``kiridashi demo`` does,
+plus procedurally drawn figures and backgrounds; ``--art procedural``: those only). None of the
+development sets' images, nor the sprite pool of ``dev2``, is used: ``dev2`` and other artists'
+art stay unseen, so they can judge the net.
+
+Training: from scratch (no pretrained weights), AdamW with a one-cycle learning rate over the
+time budget; each batch is a fresh set of scenes at one of a few canvas sizes. Losses: soft
+binary cross-entropy on the figure mask, CenterNet's penalty-reduced focal loss on the centre
+heat map, L1 on the log box sizes around each centre. The export takes any H x W (multiples of
+32) and writes ``<out>`` plus ``<out>.json`` (recipe, steps, losses, sha256).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kiridashi.figures.synth import Scene, SceneSynth
+
+log = logging.getLogger("kiridashi.figures.train")
+
+SIZES = ((320, 192), (320, 256), (256, 256), (320, 224), (288, 160))  # (W, H) canvases
+LOSS_NAMES = ("mask", "centre", "size")
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "detectors" / "data" / "figure_net.onnx"
+
+
+def load_art(kind: str) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
+    """(RGBA sprites, RGB backgrounds, provenance) of ``kind``: ``renpy`` or ``procedural``."""
+    if kind == "procedural":
+        return [], [], {"art": "procedural"}
+    from kiridashi.demo import load_renpy_art
+
+    art = load_renpy_art()
+    return (
+        [s.rgba for s in art.sprites],
+        [b.rgb for b in art.backgrounds],
+        {
+            "art": "renpy",
+            "packages": art.provenance(),
+            "sprites": [s.name for s in art.sprites],
+            "backgrounds": [b.name for b in art.backgrounds],
+            "licence": art.licence_name,
+        },
+    )
+
+
+def targets(scene: Scene, stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(mask h x w, centre heat h x w, log size 2 x h x w, size weight h x w) at ``stride``."""
+    H, W = scene.alpha.shape
+    h, w = H // stride, W // stride
+    mask = scene.alpha.reshape(h, stride, w, stride).mean(axis=(1, 3))
+    heat = np.zeros((h, w), np.float32)
+    size = np.zeros((2, h, w), np.float32)
+    weight = np.zeros((h, w), np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
+    for x0, y0, x1, y1 in scene.boxes:
+        bw, bh = (x1 - x0) / stride, (y1 - y0) / stride
+        cx, cy = (x0 + x1) / 2 / stride, (y0 + y1) / 2 / stride
+        sx, sy = max(0.7, bw / 6), max(0.7, bh / 6)
+        g = np.exp(-((xx - cx) ** 2) / (2 * sx**2) - ((yy - cy) ** 2) / (2 * sy**2))
+        heat = np.maximum(heat, g)
+        ix, iy = min(w - 1, int(cx)), min(h - 1, int(cy))
+        heat[iy, ix] = 1.0
+        near = g > 0.6  # the size is regressed where the centre is likely to peak
+        near[iy, ix] = True
+        size[0][near] = math.log(max(bw, 0.25))
+        size[1][near] = math.log(max(bh, 0.25))
+        weight[near] = np.maximum(weight[near], g[near])
+    return mask.astype(np.float32), heat, size, weight
+
+
+def batches(synth: SceneSynth, batch: int, seed: int, stride: int):
+    """Endless (images N x 3 x H x W float32, mask, heat, size, weight) numpy batches."""
+    rng = np.random.default_rng(seed)
+    while True:
+        w, h = SIZES[int(rng.integers(len(SIZES)))]
+        scenes = [synth.sample(rng, (w, h)) for _ in range(batch)]
+        tg = [targets(s, stride) for s in scenes]
+        yield (
+            np.stack([s.rgb.transpose(2, 0, 1) for s in scenes]).astype(np.float32),
+            np.stack([t[0] for t in tg]),
+            np.stack([t[1] for t in tg]),
+            np.stack([t[2] for t in tg]),
+            np.stack([t[3] for t in tg]),
+        )
+
+
+def stream(synth: SceneSynth, batch: int, seed: int, workers: int):
+    """:func:`batches` made in ``workers`` background processes (0: in this process)."""
+    from kiridashi.figures.net import OUTPUT_STRIDE
+
+    if workers <= 0:
+        yield from batches(synth, batch, seed, OUTPUT_STRIDE)
+        return
+    import torch
+
+    class Batches(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            info = torch.utils.data.get_worker_info()
+            wid = info.id if info is not None else 0
+            return batches(synth, batch, seed + 1000 * wid, OUTPUT_STRIDE)
+
+    loader = torch.utils.data.DataLoader(
+        Batches(), batch_size=None, num_workers=workers, prefetch_factor=4
+    )
+    for arrays in loader:
+        yield tuple(a.numpy() for a in arrays)
+
+
+def loss_terms(out, mask, heat, size, weight):
+    """(mask BCE, centre focal, size L1) of a batch (torch tensors)."""
+    import torch
+    import torch.nn.functional as F
+
+    l_mask = F.binary_cross_entropy_with_logits(out[:, 0], mask)
+    p = torch.sigmoid(out[:, 1]).clamp(1e-4, 1 - 1e-4)
+    pos = heat >= 0.999
+    neg_w = (1 - heat) ** 4
+    pos_loss = (torch.log(p) * (1 - p) ** 2)[pos].sum()
+    neg_loss = (torch.log(1 - p) * p**2 * neg_w)[~pos].sum()
+    l_heat = -(pos_loss + neg_loss) / pos.sum().clamp(min=1)
+    l1 = (out[:, 2:4] - size).abs().sum(dim=1) * weight
+    l_size = l1.sum() / weight.sum().clamp(min=1)
+    return l_mask, l_heat, l_size
+
+
+def export_onnx(model, out: Path) -> None:
+    """``model`` to ONNX at ``out`` (input ``image`` N x 3 x H x W, output ``maps``), atomically."""
+    import torch
+
+    model.eval()
+    tmp = out.with_suffix(".tmp.onnx")
+    dummy = torch.zeros(1, 3, 192, 320)
+    kwargs = {
+        "input_names": ["image"],
+        "output_names": ["maps"],
+        "dynamic_axes": {"image": {0: "n", 2: "h", 3: "w"}, "maps": {0: "n", 2: "h4", 3: "w4"}},
+        "opset_version": 17,
+    }
+    try:
+        torch.onnx.export(model, dummy, str(tmp), dynamo=False, **kwargs)
+    except TypeError:  # torch without the dynamo switch
+        torch.onnx.export(model, dummy, str(tmp), **kwargs)
+    os.replace(tmp, out)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def train(
+    out: Path,
+    minutes: float,
+    art: str = "renpy",
+    seed: int = 0,
+    batch: int = 16,
+    lr: float = 3e-3,
+    max_steps: int | None = None,
+    threads: int | None = None,
+    workers: int = 1,
+) -> dict:
+    """Train for ``minutes`` (or ``max_steps``), export to ``out``; returns the training record."""
+    import torch
+
+    from kiridashi.figures.net import FigureNet
+
+    torch.manual_seed(seed)
+    if threads:
+        torch.set_num_threads(threads)
+    sprites, backgrounds, provenance = load_art(art)
+    synth = SceneSynth(sprites, backgrounds, np.random.default_rng(seed))
+    model = FigureNet()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    budget = minutes * 60.0
+    t0 = time.monotonic()
+    history: list[dict] = []
+    running = np.zeros(3)
+    step = 0
+    for step, arrays in enumerate(stream(synth, batch, seed + 1, workers), start=1):
+        elapsed = time.monotonic() - t0
+        progress = min(1.0, step / max_steps) if max_steps else min(1.0, elapsed / budget)
+        # one-cycle: warm up over the first 5 %, then cosine down to 2 % of the peak
+        scale = (
+            progress / 0.05
+            if progress < 0.05
+            else 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * (progress - 0.05) / 0.95))
+        )
+        for g in opt.param_groups:
+            g["lr"] = lr * max(scale, 0.02)
+        model.train()
+        images, mask, heat, size, weight = (torch.from_numpy(np.asarray(a)) for a in arrays)
+        terms = loss_terms(model(images), mask, heat, size, weight)
+        loss = terms[0] + terms[1] + 0.5 * terms[2]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        running = (
+            0.95 * running + 0.05 * np.array([t.item() for t in terms])
+            if step > 1
+            else (np.array([t.item() for t in terms]))
+        )
+        if step % 50 == 0 or step == 1:
+            rec = {"step": step, "seconds": round(elapsed, 1), "lr": round(lr * scale, 6)}
+            rec.update(dict(zip(LOSS_NAMES, np.round(running, 4).tolist(), strict=True)))
+            history.append(rec)
+            log.info("%s", rec)
+        if (max_steps and step >= max_steps) or (not max_steps and elapsed >= budget):
+            break
+    out.parent.mkdir(parents=True, exist_ok=True)
+    export_onnx(model, out)
+    record = {
+        "model": "kiridashi.figures.net.FigureNet",
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "steps": step,
+        "batch": batch,
+        "threads": torch.get_num_threads(),
+        "workers": workers,
+        "seconds": round(time.monotonic() - t0, 1),
+        "seed": seed,
+        "lr": lr,
+        "sizes": [list(s) for s in SIZES],
+        "data": provenance,
+        "final_losses": dict(zip(LOSS_NAMES, np.round(running, 4).tolist(), strict=True)),
+        "history": history,
+        "torch": torch.__version__,
+        "sha256": sha256(out),
+        "command": " ".join(["python -m kiridashi.figures.train", *sys.argv[1:]]),
+    }
+    tmp = out.with_name(out.name + ".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, out.with_name(out.name + ".json"))
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="ONNX file to write")
+    ap.add_argument("--minutes", type=float, default=40.0, help="training time budget")
+    ap.add_argument("--max-steps", type=int, default=None, help="stop after N steps instead")
+    ap.add_argument("--art", choices=("renpy", "procedural"), default="renpy")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (0: all cores)")
+    ap.add_argument("--workers", type=int, default=1, help="scene-making processes (0: none)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("error: training needs torch: pip install -e '.[torch]'", file=sys.stderr)
+        return 2
+    rec = train(
+        args.out,
+        args.minutes,
+        args.art,
+        args.seed,
+        args.batch,
+        args.lr,
+        args.max_steps,
+        args.threads,
+        args.workers,
+    )
+    print(json.dumps({k: v for k, v in rec.items() if k != "history"}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
