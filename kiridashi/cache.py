@@ -62,7 +62,8 @@ def params_digest(params: Any) -> str:
 def code_version(*modules: ModuleType | str) -> str:
     """Digest of the source code of the given modules or packages (by object or dotted name).
 
-    A package counts with every ``.py`` file below it. A stage's results are keyed by this, so
+    A package counts with every ``.py`` file below it and the files of its ``data`` folders
+    (bundled model files: new weights recompute what they change). A stage's results are keyed by this, so
     editing the code that computes them invalidates exactly those cache entries. Dotted names
     are located with ``importlib.util.find_spec`` and not imported (a warm re-run need not load
     the detectors' heavy dependencies).
@@ -86,7 +87,13 @@ def _source_files(mod: ModuleType | str) -> list[Path]:
         folders = getattr(mod, "__path__", None)
         origin = inspect.getfile(mod)
     if folders:
-        return sorted(p for folder in folders for p in Path(folder).rglob("*.py"))
+        # the package's sources and the model files it ships (``data/``: cascade, ONNX nets)
+        return sorted(
+            p
+            for folder in folders
+            for p in Path(folder).rglob("*")
+            if p.is_file() and (p.suffix == ".py" or "data" in p.relative_to(folder).parts[:-1])
+        )
     return [Path(origin)]
 
 
