@@ -117,6 +117,14 @@ def box_iou(a, b) -> float:
     return float(inter / area) if area > 0 else 0.0
 
 
+def containment(inner, outer) -> float:
+    """Share of the XYXY box ``inner``'s area that lies inside the XYXY box ``outer``."""
+    ix = max(0.0, min(inner[2], outer[2]) - max(inner[0], outer[0]))
+    iy = max(0.0, min(inner[3], outer[3]) - max(inner[1], outer[1]))
+    area = max(1e-6, (inner[2] - inner[0]) * (inner[3] - inner[1]))
+    return ix * iy / area
+
+
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """XYXY bounding box (exclusive max) of a mask, or None when empty."""
     ys, xs = np.nonzero(_as_bool(mask))

@@ -26,6 +26,19 @@ log = logging.getLogger(__name__)
 BUNDLED_DIR = Path(__file__).resolve().parent / "detectors" / "data"  # model files in the package
 
 
+def find_model_file(model_file: str | Path, models_dir: str | Path | None) -> Path | None:
+    """Where ``model_file`` is: an absolute (or ``~``) path as given; else
+    ``models_dir/model_file`` when that file exists; else the bundled copy of that bare file name
+    in :data:`BUNDLED_DIR`; None when there is none."""
+    path = Path(model_file).expanduser()
+    looked = path if path.is_absolute() else Path(models_dir or "models") / path
+    if looked.is_file():
+        return looked
+    if not path.is_absolute() and len(path.parts) == 1 and (BUNDLED_DIR / path).is_file():
+        return BUNDLED_DIR / path
+    return None
+
+
 @dataclass(frozen=True)
 class ModelFile:
     name: str

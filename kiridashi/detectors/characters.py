@@ -14,15 +14,18 @@ inside. Evidence that disagrees wildly
 with the prior (too narrow, no pixels) falls back to the prior. A box that reaches within
 ``bottom_snap`` of the image bottom is extended to it (sprites are cut by the frame).
 
-Face-independent path. Large connected foreground components (and person boxes, e.g. YOLO)
-that no face character explains become characters without a face (``face_box=None``) and with
+Face-independent path. Figure boxes (label "person": the learned figure net, optionally YOLO)
+and large connected foreground components that no face character explains become characters without a face (``face_box=None``) and with
 a lower score, so a missed face does not mean a missed character. A face character explains the
 foreground ``proposal_core_faces`` face widths either side of its face (its box may reach over
 a face-less neighbour); leftovers narrower than ``proposal_min_width_faces`` face widths, or
 lying in a face character's box below its face, are its own hair, arms or props. Face-less
 characters then bound their neighbours' territories too (``refit_beside_faceless``).
 Background-only scenes give small, weak or wide flat components, which are rejected by size,
-mean probability and shape.
+mean probability and shape. No character without a figure (``figure_evidence``): a foreground
+component becomes a character only where a figure box of one of ``figure_evidence.detectors``
+overlaps it (the person map also fires on furniture, floors and lamp posts); the others are
+returned as rejected, with the reason.
 
 All boxes are XYXY pixels of the HxW image; the foreground map may be smaller (any h x w), it
 is mapped by the ratio of sizes.
@@ -36,7 +39,7 @@ import cv2
 import numpy as np
 
 from kiridashi.detectors.fusion import Fused
-from kiridashi.metrics import box_iou
+from kiridashi.metrics import box_iou, containment
 from kiridashi.types import BoxXYXY, Character, Detection
 
 
@@ -76,14 +79,6 @@ class Foreground:
 
     def to_image(self, box: tuple[float, float, float, float]) -> BoxXYXY:
         return (box[0] * self.sx, box[1] * self.sy, box[2] * self.sx, box[3] * self.sy)
-
-
-def containment(inner: BoxXYXY, outer: BoxXYXY) -> float:
-    """Share of ``inner``'s area that lies inside ``outer``."""
-    ix = max(0.0, min(inner[2], outer[2]) - max(inner[0], outer[0]))
-    iy = max(0.0, min(inner[3], outer[3]) - max(inner[1], outer[1]))
-    area = max(1e-6, (inner[2] - inner[0]) * (inner[3] - inner[1]))
-    return ix * iy / area
 
 
 def _clip(box: BoxXYXY, image_hw: tuple[int, int]) -> BoxXYXY:
@@ -402,10 +397,72 @@ def below_a_face(box: BoxXYXY, chars: list[Character], max_top_faces: float, ins
     return False
 
 
-def build_characters(
-    fused: list[Fused], image_hw: tuple[int, int], cfg: dict, fg: Foreground | None = None
+def figure_support(box: BoxXYXY, figures: list[BoxXYXY], min_overlap: float) -> bool:
+    """True when a figure box (XYXY) overlaps ``box`` by IoU or containment (either way) of at
+    least ``min_overlap``: the candidate is a figure, not a patch of background."""
+    return any(
+        box_iou(box, f) >= min_overlap
+        or containment(box, f) >= min_overlap
+        or containment(f, box) >= min_overlap
+        for f in figures
+    )
+
+
+def rejection(box: BoxXYXY, score: float, dets: list[str], reason: str) -> dict:
+    """A rejected candidate as the results list it: box XYXY, score, source, reason."""
+    return {
+        "box": [round(float(v), 2) for v in box],
+        "score": round(float(score), 4),
+        "source": "+".join(dets),
+        "reason": reason,
+    }
+
+
+def person_prior(box: BoxXYXY, fg: Foreground | None) -> float:
+    """Mean of the permissive person map inside ``box`` (XYXY image px); 1.0 without a map."""
+    if fg is None:
+        return 1.0
+    x0, y0, x1, y1 = fg.to_map(box)
+    return float(fg.any_map[y0:y1, x0:x1].mean()) if x1 > x0 and y1 > y0 else 0.0
+
+
+def settle_pending(
+    chars: list[Character], pending: list[Character], cfg: dict, rejected: list[dict]
 ) -> list[Character]:
-    """Characters, left to right, from fused detections and an optional foreground map."""
+    """``chars`` without the pending face-less figures (see :func:`build_characters`) that
+    neither a face (the re-check) nor ``figure_evidence.min_pose_points`` pose joints back;
+    those go to ``rejected`` with the reason."""
+    need = int((cfg.get("figure_evidence") or {}).get("min_pose_points", 1))
+    out = []
+    for ch in chars:
+        joints = sum(1 for k in ch.keypoints if k.startswith("pose."))
+        if any(ch is p for p in pending) and ch.face_box is None and joints < need:
+            reason = (
+                f"no figure evidence: figure box without person map, face or pose "
+                f"({joints} pose joints < {need})"
+            )
+            rejected.append(rejection(ch.box, ch.score, ch.detectors, reason))
+            continue
+        out.append(ch)
+    return out
+
+
+def build_characters(
+    fused: list[Fused],
+    image_hw: tuple[int, int],
+    cfg: dict,
+    fg: Foreground | None = None,
+    rejected: list[dict] | None = None,
+    pending: list[Character] | None = None,
+) -> list[Character]:
+    """Characters, left to right, from fused detections and an optional foreground map.
+
+    ``rejected`` (if given) receives one ``{"box", "score", "source", "reason"}`` dict per
+    face-less candidate that was not made a character for want of figure evidence
+    (``figure_evidence``: a foreground component no figure box supports). ``pending`` (if
+    given) receives the face-less characters from figure boxes where the person map is weaker
+    than ``figure_evidence.min_person_prior``: they stay characters only if a face or pose
+    joints are found on them later (:func:`settle_pending`)."""
     h, w = image_hw
     min_face = float(cfg.get("min_face_fraction", 0.03)) * min(h, w)
     min_score = float(cfg.get("min_face_score", 0.3))
@@ -451,10 +508,28 @@ def build_characters(
             if b[2] - b[0] >= min_w
         ]
     factor = float(cfg.get("faceless_score_factor", 0.5))
+    ecfg = cfg.get("figure_evidence") or {}
+    evidence_from = set(ecfg.get("detectors", []))
+    figures = [
+        f.detection.box
+        for f in fused
+        if f.detection.label == "person" and evidence_from & set(f.detectors)
+    ]
     for box, score, dets in sorted(proposals, key=lambda p: -p[1]):
         if any(containment(box, b) >= cover or containment(b, box) >= cover for b in explained):
             continue
         if below_a_face(box, chars, float(cfg.get("proposal_max_top_faces", 1e9)), cover):
+            continue
+        if (
+            ecfg.get("enabled", False)
+            and not evidence_from & set(dets)
+            and not figure_support(box, figures, float(ecfg.get("min_overlap", 0.5)))
+        ):
+            if rejected is not None:
+                reason = f"no figure evidence: no figure box ({', '.join(sorted(evidence_from))})"
+                rejected.append(
+                    rejection(box, factor * score, dets, reason + " on this foreground")
+                )
             continue
         box = _snap_bottom(_clip(box, image_hw), image_hw, cfg)
         chars.append(
@@ -467,6 +542,13 @@ def build_characters(
             )
         )
         explained.append(chars[-1].box)
+        if (
+            pending is not None
+            and ecfg.get("enabled", False)
+            and person_prior(box, fg) < float(ecfg.get("min_person_prior", 0.0))
+        ):
+            pending.append(chars[-1])  # a figure box the person map does not see: needs a face
+            # or pose joints (checked once those detectors ran: settle_pending)
     faceless = chars[len(kept) :]
     if faceless and cfg.get("refit_beside_faceless", False):
         # face-less figures are neighbours too: refit the face characters' territories
@@ -478,7 +560,35 @@ def build_characters(
             )
             for f in kept
         ] + faceless
+    if ecfg.get("widen_face_boxes", False):
+        chars = [widen_to_figure(c, figures, boxes, image_hw) for c in chars]
     return sorted(chars, key=lambda c: (c.box[0] + c.box[2]) / 2)
+
+
+def widen_to_figure(
+    ch: Character, figures: list[BoxXYXY], faces: list[BoxXYXY], image_hw: tuple[int, int]
+) -> Character:
+    """A face character whose box grows to the union with the figure box (XYXY) that holds its
+    face centre and no other face's centre (hair, hands and props the person map missed);
+    face-less characters and faces without such a figure are returned unchanged."""
+    if ch.face_box is None:
+        return ch
+    centre = lambda b: ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2)  # noqa: E731
+    inside = lambda p, b: b[0] <= p[0] <= b[2] and b[1] <= p[1] <= b[3]  # noqa: E731
+    own = centre(ch.face_box)
+    others = [centre(f) for f in faces if box_iou(f, ch.face_box) < 0.5]
+    holders = [f for f in figures if inside(own, f) and not any(inside(o, f) for o in others)]
+    if not holders:
+        return ch
+    fig = max(holders, key=lambda f: box_iou(f, ch.box))
+    union = (
+        min(ch.box[0], fig[0]),
+        min(ch.box[1], fig[1]),
+        max(ch.box[2], fig[2]),
+        max(ch.box[3], fig[3]),
+    )
+    ch.box = tuple(round(v, 2) for v in _clip(union, image_hw))
+    return ch
 
 
 def person_detections(chars: list[Character]) -> list[Detection]:

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from kiridashi.detectors.base import MissingModel
-from kiridashi.models import BUNDLED_DIR, fetch_name_for
+from kiridashi.models import BUNDLED_DIR, fetch_name_for, find_model_file
 from kiridashi.types import Detection
 
 
@@ -32,12 +32,11 @@ def resolve_cascade(model_file: str | Path, models_dir: str | Path | None, name:
     ``models_dir/model_file`` when that file exists; else the bundled copy in
     :data:`BUNDLED_DIR` when ``model_file`` is the name of a bundled file. Raises MissingModel
     otherwise (the message names the config key ``detect.detectors.<name>.model_file``)."""
+    found = find_model_file(model_file, models_dir)
+    if found is not None:
+        return found
     path = Path(model_file).expanduser()
     looked = path if path.is_absolute() else Path(models_dir or "models") / path
-    if looked.is_file():
-        return looked
-    if not path.is_absolute() and len(path.parts) == 1 and (BUNDLED_DIR / path).is_file():
-        return BUNDLED_DIR / path
     bundled = ", ".join(bundled_cascades()) or "none installed"
     if path.is_absolute():
         fix = (

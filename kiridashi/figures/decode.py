@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from kiridashi.metrics import box_iou
+from kiridashi.metrics import box_iou, containment
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -34,12 +34,14 @@ def decode(
     min_score: float = 0.3,
     nms_iou: float = 0.5,
     max_figures: int = 20,
+    max_contained: float = 0.8,
 ) -> list[Figure]:
     """Figures of one image, best first. ``maps``: 4 x h x w (mask, centre, log_w, log_h).
 
     A figure is a local maximum (3x3) of the centre probability >= ``min_score``; its box is
-    centred on the peak cell with the size read there; overlapping boxes (IoU > ``nms_iou``)
-    keep the better one."""
+    centred on the peak cell with the size read there; overlapping boxes (IoU > ``nms_iou``, or
+    more than ``max_contained`` of the weaker box inside the better one: a second peak on the
+    same figure's legs or hair) keep the better one."""
     if maps.ndim != 3 or maps.shape[0] < 4:
         raise ValueError(f"figure maps must be 4 x h x w, got {maps.shape}")
     mask = sigmoid(maps[0])
@@ -62,7 +64,9 @@ def decode(
         )
         if box[2] - box[0] < 1 or box[3] - box[1] < 1:
             continue
-        if any(box_iou(box, f.box) > nms_iou for f in found):
+        if any(
+            box_iou(box, f.box) > nms_iou or containment(box, f.box) > max_contained for f in found
+        ):
             continue
         x0, y0, x1, y1 = (int(round(v / stride)) for v in box)
         inside = mask[y0 : max(y0 + 1, y1), x0 : max(x0 + 1, x1)]

@@ -39,7 +39,7 @@ class Scene:
 class SynthConfig:
     """Probabilities and ranges of the scene generator (shares of the canvas height / width)."""
 
-    p_chars: tuple[float, ...] = (0.2, 0.5, 0.2, 0.1)  # P(0, 1, 2, 3 characters)
+    p_chars: tuple[float, ...] = (0.15, 0.45, 0.25, 0.15)  # P(0, 1, 2, 3 characters)
     p_procedural_sprite: float = 0.3
     p_procedural_background: float = 0.25
     min_height: float = 0.2  # visible figure height, share of the canvas height
@@ -47,6 +47,7 @@ class SynthConfig:
     max_side_cut: float = 0.45  # share of the figure width cut by a side edge
     p_side_cut: float = 0.2
     p_bust: float = 0.3  # a full figure cropped to its upper part (bottom at the canvas bottom)
+    p_stretch: float = 0.4  # sprite width scaled by 0.75-1.25 (body proportions)
     p_hue: float = 0.6
     p_grey: float = 0.05
     p_clutter: float = 0.6
@@ -74,7 +75,7 @@ def _recolour(rgb: np.ndarray, rng: np.random.Generator, cfg: SynthConfig) -> np
     if rng.random() < cfg.p_hue:
         hsv[..., 0] = (hsv[..., 0] + float(rng.uniform(0, 180))) % 180
     hsv[..., 1] *= float(rng.uniform(0.6, 1.3))
-    hsv[..., 2] *= float(rng.uniform(0.75, 1.15))
+    hsv[..., 2] *= float(rng.uniform(0.75, 1.15) if rng.random() < 0.8 else rng.uniform(0.45, 0.8))
     out = cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB)
     if rng.random() < cfg.p_grey:
         out = np.repeat(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
@@ -188,6 +189,9 @@ class SceneSynth:
             y = max(y, -0.05 * height)
         rgba = np.dstack([_recolour(np.ascontiguousarray(rgba[..., :3]), rng, cfg), rgba[..., 3]])
         layer = _premultiplied(rgba, max(4, round(height)), bool(rng.random() < 0.5))
+        if rng.random() < cfg.p_stretch:  # other body proportions: slimmer / broader figures
+            lw = max(2, round(layer.shape[1] * float(rng.uniform(0.75, 1.25))))
+            layer = cv2.resize(layer, (lw, layer.shape[0]), interpolation=cv2.INTER_AREA)
         lw = layer.shape[1]
         if rng.random() < cfg.p_side_cut:
             off = float(rng.uniform(0.05, cfg.max_side_cut)) * lw

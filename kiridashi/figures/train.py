@@ -1,14 +1,22 @@
 """Train the figure net on synthetic scenes and export it to ONNX (needs the ``torch`` extra).
 
-    python -m kiridashi.figures.train [--minutes 40] [--out kiridashi/detectors/data/figure_net.onnx]
-                                      [--art renpy|procedural] [--seed 0] [--batch 16]
+    python -m kiridashi.figures.train [--minutes 45] [--out kiridashi/detectors/data/figure_net.onnx]
+                                      [--art pool|renpy|procedural] [--pool DIR] [--seed 0]
 
-Data recipe: :class:`kiridashi.figures.synth.SceneSynth` over the demo's art (``--art renpy``:
-the character sprites and backgrounds of Debian's MIT-licensed ``renpy-demo`` and
-``renpy-thequestion`` packages, fetched with ``apt-get download`` as ``kiridashi demo`` does,
-plus procedurally drawn figures and backgrounds; ``--art procedural``: those only). None of the
-development sets' images, nor the sprite pool of ``dev2``, is used: ``dev2`` and other artists'
-art stay unseen, so they can judge the net.
+Data recipe (``--art pool``, what the shipped net was trained with): scenes from
+:class:`kiridashi.figures.synth.SceneSynth` over MIT-licensed art only, so the weights are MIT:
+
+- the character sprites and backgrounds of Debian's ``renpy-demo`` and ``renpy-thequestion``
+  packages (Expat), fetched with ``apt-get download`` as ``kiridashi demo`` does;
+- the LilyNovelPlayer (MIT) and Moonlight Walks (MIT + naming clause) sprites and backgrounds of
+  the development sprite pool ``--pool`` (``../shared/datasets/sprites``; its CC-BY-SA folders,
+  RenJS-V2 and ossified's Wikipe-tan, are left out);
+- figures and backgrounds drawn procedurally by :mod:`kiridashi.demo`.
+
+No image of the development sets is used. Characters the net never saw, to judge it on: dev's
+godotvn sprites, dev2's RenJS-V2 and Wikipe-tan figures, and every other artist's art.
+``--art renpy`` uses the Ren'Py art (and procedural figures) alone; ``--art procedural`` only
+procedural figures (tests).
 
 Training: from scratch (no pretrained weights), AdamW with a one-cycle learning rate over the
 time budget; each batch is a fresh set of scenes at one of a few canvas sizes. Losses: soft
@@ -37,25 +45,69 @@ log = logging.getLogger("kiridashi.figures.train")
 
 SIZES = ((320, 192), (320, 256), (256, 256), (320, 224), (288, 160))  # (W, H) canvases
 LOSS_NAMES = ("mask", "centre", "size")
+# the MIT-licensed folders of ../shared/datasets/sprites (LICENSES.md there): LilyNovelPlayer
+# (MIT) and Moonlight Walks (MIT + a naming clause); renjs and ossified are CC-BY-SA, left out
+MIT_POOL_FOLDERS = ("lily", "moonlight")
+DEFAULT_POOL = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "sprites"
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "detectors" / "data" / "figure_net.onnx"
 
 
-def load_art(kind: str) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
-    """(RGBA sprites, RGB backgrounds, provenance) of ``kind``: ``renpy`` or ``procedural``."""
+def _images(folder: Path, mode: str) -> list[tuple[str, np.ndarray]]:
+    """(relative path, array) of the images below ``folder``, sorted (``mode``: RGBA / RGB)."""
+    from PIL import Image
+
+    out = []
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
+            with Image.open(path) as im:
+                out.append((path.relative_to(folder).as_posix(), np.asarray(im.convert(mode))))
+    return out
+
+
+def load_art(
+    kind: str, pool: Path | None = None, include: tuple[str, ...] = MIT_POOL_FOLDERS
+) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
+    """(RGBA sprites, RGB backgrounds, provenance) of ``kind``:
+
+    - ``procedural``: none (the scene maker draws its own figures and backgrounds);
+    - ``renpy``: the demo's Ren'Py sprites and backgrounds (Debian packages);
+    - ``pool``: the Ren'Py art plus the RGBA sprites of ``pool/sprites/<folder>`` and the
+      backgrounds of ``pool/backgrounds/<folder>`` for each folder of ``include`` (a sprite pool
+      such as ``../shared/datasets/sprites``; by default its MIT-licensed folders only, so the
+      weights stay MIT)."""
     if kind == "procedural":
         return [], [], {"art": "procedural"}
     from kiridashi.demo import load_renpy_art
 
     art = load_renpy_art()
+    renpy_bgs = {
+        "renpy_backgrounds": [b.name for b in art.backgrounds],
+        "renpy_packages": art.provenance(),
+    }
+    if kind == "renpy":
+        return (
+            [s.rgba for s in art.sprites],
+            [b.rgb for b in art.backgrounds],
+            {"art": "renpy", "sprites": [s.name for s in art.sprites], **renpy_bgs},
+        )
+    if pool is None or not (pool / "sprites").is_dir():
+        raise FileNotFoundError(f"--art pool needs --pool DIR with sprites/ (got {pool})")
+    sprites, backgrounds = [], []
+    for sub in include:
+        sprites += _images(pool / "sprites" / sub, "RGBA")
+        if (pool / "backgrounds" / sub).is_dir():
+            backgrounds += _images(pool / "backgrounds" / sub, "RGB")
     return (
-        [s.rgba for s in art.sprites],
-        [b.rgb for b in art.backgrounds],
+        [a for _, a in sprites] + [s.rgba for s in art.sprites],
+        [a for _, a in backgrounds] + [b.rgb for b in art.backgrounds],
         {
-            "art": "renpy",
-            "packages": art.provenance(),
-            "sprites": [s.name for s in art.sprites],
-            "backgrounds": [b.name for b in art.backgrounds],
-            "licence": art.licence_name,
+            "art": "pool",
+            "pool": str(pool),
+            "pool_folders": list(include),
+            "pool_sprites": [n for n, _ in sprites],
+            "pool_backgrounds": [n for n, _ in backgrounds],
+            "renpy_sprites": [s.name for s in art.sprites],
+            **renpy_bgs,
         },
     )
 
@@ -174,6 +226,7 @@ def train(
     max_steps: int | None = None,
     threads: int | None = None,
     workers: int = 1,
+    pool: Path | None = None,
 ) -> dict:
     """Train for ``minutes`` (or ``max_steps``), export to ``out``; returns the training record."""
     import torch
@@ -183,7 +236,7 @@ def train(
     torch.manual_seed(seed)
     if threads:
         torch.set_num_threads(threads)
-    sprites, backgrounds, provenance = load_art(art)
+    sprites, backgrounds, provenance = load_art(art, pool)
     synth = SceneSynth(sprites, backgrounds, np.random.default_rng(seed))
     model = FigureNet()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
@@ -253,7 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="ONNX file to write")
     ap.add_argument("--minutes", type=float, default=40.0, help="training time budget")
     ap.add_argument("--max-steps", type=int, default=None, help="stop after N steps instead")
-    ap.add_argument("--art", choices=("renpy", "procedural"), default="renpy")
+    ap.add_argument("--art", choices=("pool", "renpy", "procedural"), default="pool")
+    ap.add_argument(
+        "--pool", type=Path, default=DEFAULT_POOL, help="sprite pool: sprites/ + backgrounds/"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -276,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         args.max_steps,
         args.threads,
         args.workers,
+        args.pool,
     )
     print(json.dumps({k: v for k, v in rec.items() if k != "history"}, indent=2))
     return 0
