@@ -227,4 +227,8 @@ def build_merge_result(full_rgb: np.ndarray, pre: dict, seg: dict, cfg: dict) ->
         "notes": list(pre.get("notes", [])),
         "mask_png": encode_png(union),
         "characters": characters,
+        "rejected": [
+            {**r, "box": [round(float(v) * s, 1) for v in r["box"]]}
+            for r in seg.get("rejected", [])
+        ],
     }

@@ -365,6 +365,7 @@ def write_image_outputs(out_dir: Path, src: Source, merged: dict, record: dict) 
         notes=list(dict.fromkeys(record.get("notes", []) + merged.get("notes", []))),
         mask=mask_rel,
         characters=chars,
+        rejected=list(merged.get("rejected", [])),
     )
 
 

@@ -37,7 +37,7 @@ STEPS = ("preprocess", "detect", "segment", "merge")
 # modules whose source defines each step's results (code version of the cache key)
 STEP_CODE = {
     "preprocess": ("kiridashi.preprocess", "kiridashi.io"),
-    "detect": ("kiridashi.detectors", "kiridashi.types"),
+    "detect": ("kiridashi.detectors", "kiridashi.figures", "kiridashi.types"),
     "segment": ("kiridashi.segmenters",),
     "merge": ("kiridashi.merge", "kiridashi.edges"),
 }
@@ -235,7 +235,11 @@ class Runner:
             memo = ImageMemo(self.cache, "segment", self.memo_version, keys["preprocess"])
             soft = segment_image(image, characters, self.cfg["segment"], self.models_dir, memo)
             masks = [(np.clip(m, 0, 1) * 255).round().astype(np.uint8) for m in soft]
-            return {"masks": masks, "characters": det["characters"]}
+            return {
+                "masks": masks,
+                "characters": det["characters"],
+                "rejected": det.get("rejected", []),
+            }
 
         return self._cached("segment", keys["segment"], compute)
 

@@ -219,6 +219,12 @@ def test_faceless_foreground_becomes_a_low_score_character():
     assert box_iou(chars[0].box, (150, 100, 250, 300)) > 0.8
 
 
+def _figure_box(box, score: float = 0.5) -> list:
+    """A fused figure-net box (figure evidence for a face-less foreground component)."""
+    det = Detection(box, score, "person", "figure_net")
+    return fuse({("figure_net", 1.0): [det]}, (300, 400), {"figure_net": 1.0})
+
+
 def test_weak_foreground_connected_to_a_figure_extends_its_box(dcfg):
     # a face-less figure whose hair top is only weakly foreground (0.4 < fg_threshold)
     prob = np.zeros((300, 400), np.float32)
@@ -226,7 +232,10 @@ def test_weak_foreground_connected_to_a_figure_extends_its_box(dcfg):
     prob[105:120, 160:240] = 0.4  # hair top, connected (within fg_max_grow)
     prob[20:60, 20:60] = 0.4  # weak, not connected: background
     ccfg = dcfg["character"]
-    (box,) = [c.box for c in build_characters([], (300, 400), ccfg, Foreground(prob, (300, 400)))]
+    figure = _figure_box((150, 105, 250, 300))  # the figure net's box: figure evidence
+    (box,) = [
+        c.box for c in build_characters(figure, (300, 400), ccfg, Foreground(prob, (300, 400)))
+    ]
     assert box[1] == pytest.approx(105, abs=2) and box[0] >= 140
     grown = grow_into(prob >= 0.6, prob >= 0.3, 0.05)  # growth limited to 5 % of the height
     assert np.nonzero(grown.any(axis=1))[0][0] == 120 - round(0.05 * 180)
@@ -238,7 +247,8 @@ def test_weak_legs_count_for_reaching_the_frame_bottom(dcfg):
     prob = np.zeros((300, 400), np.float32)
     prob[140:265, 150:250] = 1.0
     prob[265:290, 170:230] = 0.4
-    chars = build_characters([], (300, 400), dcfg["character"], Foreground(prob, (300, 400)))
+    figure = _figure_box((150, 140, 250, 290))
+    chars = build_characters(figure, (300, 400), dcfg["character"], Foreground(prob, (300, 400)))
     assert len(chars) == 1 and chars[0].box[3] >= 270
 
 

@@ -27,7 +27,7 @@ from kiridashi.detectors.base import (
     constructor_params,
     detect_at_scale,
 )
-from kiridashi.detectors.characters import Foreground, build_characters
+from kiridashi.detectors.characters import Foreground, build_characters, settle_pending
 from kiridashi.detectors.fusion import fuse
 from kiridashi.detectors.recheck import find_face
 from kiridashi.types import Character, Detection
@@ -44,12 +44,15 @@ __all__ = ["DetectResult", "detect_image", "raw_detections"]
 class DetectResult:
     """characters: one per character, left to right; detections: fused face/person boxes;
     raw_counts: number of raw detections per detector (all scales together);
-    support: per fused detection, ``{"detectors": [...], "scales": [...]}`` that support it."""
+    support: per fused detection, ``{"detectors": [...], "scales": [...]}`` that support it;
+    rejected: face-less candidates not made characters, ``{"box", "score", "source", "reason"}``
+    (box XYXY, image px)."""
 
     characters: list[Character]
     detections: list[Detection] = field(default_factory=list)
     raw_counts: dict[str, int] = field(default_factory=dict)
     support: list[dict] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -57,6 +60,7 @@ class DetectResult:
             "detections": [d.to_dict() for d in self.detections],
             "raw_counts": dict(self.raw_counts),
             "support": [dict(s) for s in self.support],
+            "rejected": [dict(r) for r in self.rejected],
         }
 
     @classmethod
@@ -66,6 +70,7 @@ class DetectResult:
             detections=[Detection.from_dict(x) for x in d.get("detections", [])],
             raw_counts={k: int(v) for k, v in d.get("raw_counts", {}).items()},
             support=[dict(s) for s in d.get("support", [])],
+            rejected=[dict(r) for r in d.get("rejected", [])],
         )
 
 
@@ -292,11 +297,16 @@ def detect_image(
         skip_box_thr=float(fcfg.get("skip_box_thr", 0.0)),
         conf_type=str(fcfg.get("conf_type", "avg")),
     )
-    characters = build_characters(fused, (h, w), cfg.get("character") or {}, fg)
+    rejected: list[dict] = []
+    pending: list[Character] = []
+    ccfg = cfg.get("character") or {}
+    characters = build_characters(fused, (h, w), ccfg, fg, rejected, pending)
     counts: dict[str, int] = {}
     for (name, *_), dets in runs.items():
         counts[name] = counts.get(name, 0) + len(dets)
     recheck_faceless(image, characters, cfg, models_dir, memo)
     counts.update(add_character_keypoints(image, characters, cfg, models_dir, memo))
+    if pending:
+        characters = settle_pending(characters, pending, ccfg, rejected)
     support = [{"detectors": f.detectors, "scales": f.scales} for f in fused]
-    return DetectResult(characters, [f.detection for f in fused], counts, support)
+    return DetectResult(characters, [f.detection for f in fused], counts, support, rejected)
