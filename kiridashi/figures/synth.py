@@ -20,7 +20,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from kiridashi.demo import composite, crop_to_alpha, draw_background, draw_character
+from kiridashi.demo import (
+    composite,
+    crop_to_alpha,
+    draw_background,
+    draw_character,
+    premultiplied_layer,
+)
 
 BoxXYXY = tuple[float, float, float, float]
 
@@ -80,17 +86,6 @@ def _recolour(rgb: np.ndarray, rng: np.random.Generator, cfg: SynthConfig) -> np
     if rng.random() < cfg.p_grey:
         out = np.repeat(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
     return out
-
-
-def _premultiplied(rgba: np.ndarray, height: int, mirror: bool) -> np.ndarray:
-    """hxwx4 float32 premultiplied RGBA scaled to ``height`` rows (area when shrinking)."""
-    src = rgba[:, ::-1] if mirror else rgba
-    f = src.astype(np.float32) / 255.0
-    f[..., :3] *= f[..., 3:4]
-    h0, w0 = f.shape[:2]
-    width = max(1, round(w0 * height / h0))
-    interp = cv2.INTER_AREA if height < h0 else cv2.INTER_LINEAR
-    return np.clip(cv2.resize(np.ascontiguousarray(f), (width, height), interpolation=interp), 0, 1)
 
 
 def _fit(bg: np.ndarray, rng: np.random.Generator, w: int, h: int) -> np.ndarray:
@@ -188,7 +183,7 @@ class SceneSynth:
             y = min(floor * h - height, h - 0.6 * height)
             y = max(y, -0.05 * height)
         rgba = np.dstack([_recolour(np.ascontiguousarray(rgba[..., :3]), rng, cfg), rgba[..., 3]])
-        layer = _premultiplied(rgba, max(4, round(height)), bool(rng.random() < 0.5))
+        layer = premultiplied_layer(rgba, max(4, round(height)), bool(rng.random() < 0.5))
         if rng.random() < cfg.p_stretch:  # other body proportions: slimmer / broader figures
             lw = max(2, round(layer.shape[1] * float(rng.uniform(0.75, 1.25))))
             layer = cv2.resize(layer, (lw, layer.shape[0]), interpolation=cv2.INTER_AREA)
