@@ -560,35 +560,7 @@ def build_characters(
             )
             for f in kept
         ] + faceless
-    if ecfg.get("widen_face_boxes", False):
-        chars = [widen_to_figure(c, figures, boxes, image_hw) for c in chars]
     return sorted(chars, key=lambda c: (c.box[0] + c.box[2]) / 2)
-
-
-def widen_to_figure(
-    ch: Character, figures: list[BoxXYXY], faces: list[BoxXYXY], image_hw: tuple[int, int]
-) -> Character:
-    """A face character whose box grows to the union with the figure box (XYXY) that holds its
-    face centre and no other face's centre (hair, hands and props the person map missed);
-    face-less characters and faces without such a figure are returned unchanged."""
-    if ch.face_box is None:
-        return ch
-    centre = lambda b: ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2)  # noqa: E731
-    inside = lambda p, b: b[0] <= p[0] <= b[2] and b[1] <= p[1] <= b[3]  # noqa: E731
-    own = centre(ch.face_box)
-    others = [centre(f) for f in faces if box_iou(f, ch.face_box) < 0.5]
-    holders = [f for f in figures if inside(own, f) and not any(inside(o, f) for o in others)]
-    if not holders:
-        return ch
-    fig = max(holders, key=lambda f: box_iou(f, ch.box))
-    union = (
-        min(ch.box[0], fig[0]),
-        min(ch.box[1], fig[1]),
-        max(ch.box[2], fig[2]),
-        max(ch.box[3], fig[3]),
-    )
-    ch.box = tuple(round(v, 2) for v in _clip(union, image_hw))
-    return ch
 
 
 def person_detections(chars: list[Character]) -> list[Detection]:

@@ -1,7 +1,8 @@
 """Figure (character) boxes from kiridashi's learned figure net, face or no face.
 
 The net (:mod:`kiridashi.figures.net`, trained by :mod:`kiridashi.figures.train` on synthetic
-scenes of MIT-licensed Ren'Py art and procedurally drawn figures) ships in the package as ONNX
+scenes of MIT-licensed art only: Ren'Py demo art, LilyNovelPlayer and Moonlight Walks sprites,
+procedurally drawn figures) ships in the package as ONNX
 (``kiridashi/detectors/data/figure_net.onnx``) and runs on onnxruntime: no torch at run time.
 It finds whole figures - small, cut by the frame, seen from behind - that the face detectors
 miss, and gives a figure probability map that tells a character from furniture.
@@ -15,12 +16,9 @@ import cv2
 import numpy as np
 
 from kiridashi.detectors.base import MissingModel
-from kiridashi.figures.decode import Figure, decode
+from kiridashi.figures.decode import OUTPUT_STRIDE, STRIDE_MULTIPLE, Figure, decode
 from kiridashi.models import find_model_file
 from kiridashi.types import Detection
-
-STRIDE_MULTIPLE = 32
-OUTPUT_STRIDE = 4
 
 
 class FigureNet:

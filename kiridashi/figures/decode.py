@@ -13,6 +13,9 @@ import numpy as np
 
 from kiridashi.metrics import box_iou, containment
 
+OUTPUT_STRIDE = 4  # the output maps' cell, in input px
+STRIDE_MULTIPLE = 32  # input sides must be multiples of this (the net's deepest stride)
+
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -50.0, 50.0)))

@@ -2,8 +2,10 @@
 
 A small U-Net-like fully convolutional net, trained from scratch (no pretrained weights).
 
-Input: ``N x 3 x H x W`` float32 RGB in [0, 255], H and W multiples of :data:`STRIDE_MULTIPLE`.
-Output: ``N x 4 x H/4 x W/4`` float32 logits / log sizes at stride :data:`OUTPUT_STRIDE`:
+Input: ``N x 3 x H x W`` float32 RGB in [0, 255], H and W multiples of
+:data:`kiridashi.figures.decode.STRIDE_MULTIPLE` (32).
+Output: ``N x 4 x H/4 x W/4`` float32 logits / log sizes at stride
+:data:`kiridashi.figures.decode.OUTPUT_STRIDE` (4):
 
 - channel 0 ``mask``: figure (character) pixel logit;
 - channel 1 ``centre``: logit of a figure box centre (CenterNet-style heat map);
@@ -16,8 +18,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-OUTPUT_STRIDE = 4
-STRIDE_MULTIPLE = 32
 CHANNELS = ("mask", "centre", "log_w", "log_h")
 
 

@@ -155,7 +155,7 @@ def batches(synth: SceneSynth, batch: int, seed: int, stride: int):
 
 def stream(synth: SceneSynth, batch: int, seed: int, workers: int):
     """:func:`batches` made in ``workers`` background processes (0: in this process)."""
-    from kiridashi.figures.net import OUTPUT_STRIDE
+    from kiridashi.figures.decode import OUTPUT_STRIDE
 
     if workers <= 0:
         yield from batches(synth, batch, seed, OUTPUT_STRIDE)
