@@ -10,7 +10,8 @@ Checks: ``pieces`` (mask split into many parts), ``holes`` (enclosed background 
 inside of the outline), ``cut_off`` (a straight mask edge across which the image continues
 smoothly: the character was cut by a box), ``tiny`` / ``giant`` (area share of the image),
 ``small_crop`` (the cut-out's bounding box is below a minimum side), ``keypoints_outside``
-(confident face/pose points fall outside the mask).
+(confident face/pose points fall outside the mask), ``face_outside`` (the face is not in its
+character's mask: a headless crop).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from kiridashi.metrics import boundary_tolerance
 
 CHECKS = (
     "pieces", "holes", "jagged", "halo", "cut_off", "tiny", "giant", "small_crop",
-    "keypoints_outside",
+    "keypoints_outside", "face_outside",
 )  # fmt: skip
 DEFAULTS: dict[str, Any] = {
     "max_pieces": 3,
@@ -43,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "min_crop_px": 64,
     "max_keypoints_outside": 0.25,
     "keypoint_confidence": 0.3,
+    "max_face_outside": 0.2,
 }
 
 
@@ -191,6 +193,23 @@ def keypoint_names_outside(
     return outside, total
 
 
+def face_outside_share(face_box: list[float] | None, mask: np.ndarray) -> float | None:
+    """Share of the face (the ellipse inscribed in ``face_box``, XYXY px) outside ``mask``
+    (HxW bool); None without a face box or when it lies outside the image."""
+    if not face_box:
+        return None
+    h, w = mask.shape
+    x0, y0, x1, y1 = (float(v) for v in face_box)
+    face = np.zeros((h, w), np.uint8)
+    centre = (int(round((x0 + x1) / 2)), int(round((y0 + y1) / 2)))
+    axes = (max(1, int(round((x1 - x0) / 2))), max(1, int(round((y1 - y0) / 2))))
+    cv2.ellipse(face, centre, axes, 0, 0, 360, 1, -1)
+    area = int(face.sum())
+    if area == 0:
+        return None
+    return float((face.astype(bool) & ~mask).sum()) / area
+
+
 def check_character(
     rgb: np.ndarray, mask: np.ndarray, character: dict, index: int, cfg: dict | None = None
 ) -> list[dict[str, Any]]:
@@ -250,4 +269,8 @@ def check_character(
         flags.append(_flag("keypoints_outside", index, len(outside) / total,
                            f"{len(outside)} of {total} face/pose points outside the mask: "
                            f"{names}{more}"))  # fmt: skip
+    face_out = face_outside_share(character.get("face_box"), mask)
+    if face_out is not None and face_out > c["max_face_outside"]:
+        flags.append(_flag("face_outside", index, face_out, f"{face_out:.0%} of the face is "
+                           f"outside the mask (> {c['max_face_outside']:.0%}): headless crop"))  # fmt: skip
     return flags

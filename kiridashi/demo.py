@@ -937,15 +937,18 @@ def random_look(rng: np.random.Generator) -> Look:
     )
 
 
-def draw_character(rng: np.random.Generator, height: int = 1200) -> np.ndarray:
+def draw_character(
+    rng: np.random.Generator, height: int = 1200, look: Look | None = None
+) -> np.ndarray:
     """A standing anime-style girl as an HxWx4 RGBA sprite (straight alpha, 0/255).
 
     Big head with a jagged fringe and side locks, large eyes with highlights, small mouth, shirt
     with a sailor collar and ribbon, pleated skirt, arms, legs with socks and shoes, dark line art
     (~0.6 % of the height, so 2-4 px once scaled onto the canvas). Drawn large and downscaled by
-    the compositor, which anti-aliases the edges.
+    the compositor, which anti-aliases the edges. ``look``: her colours and style (default:
+    :func:`random_look` from ``rng``).
     """
-    look = random_look(rng)
+    look = look if look is not None else random_look(rng)
     pt = Painter(height, int(height * 0.75))
     _draw_back_hair(pt, look)
     _draw_legs(pt, look)

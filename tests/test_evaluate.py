@@ -94,9 +94,18 @@ def _scene(h=200, w=200):
 def _checks(rgb, mask, **kw):
     from kiridashi.checks import check_character
 
-    return {
-        f["check"]: f for f in check_character(rgb, mask, {"keypoints": kw.pop("kp", {})}, 0, kw)
-    }
+    character = {"keypoints": kw.pop("kp", {}), "face_box": kw.pop("face_box", None)}
+    return {f["check"]: f for f in check_character(rgb, mask, character, 0, kw)}
+
+
+def test_headless_crop_is_flagged():
+    rgb, mask = _scene()
+    face = [80, 45, 120, 85]  # inside the ellipse's top (y 40..180)
+    assert "face_outside" not in _checks(rgb, mask, face_box=face)
+    headless = mask.copy()
+    headless[:75] = False  # the top of the figure, face included, left out
+    flag = _checks(rgb, headless, face_box=face)["face_outside"]
+    assert flag["score"] > 0.5 and "headless" in flag["reason"]
 
 
 def test_clean_cutout_raises_no_flag():

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from kiridashi.detectors.base import MissingModel
-from kiridashi.figures.decode import OUTPUT_STRIDE, STRIDE_MULTIPLE, Figure, decode
+from kiridashi.figures.decode import OUTPUT_STRIDE, STRIDE_MULTIPLE, Figure, decode, sigmoid
 from kiridashi.models import find_model_file
 from kiridashi.types import Detection
 
@@ -78,6 +78,13 @@ class FigureNet:
         interp = cv2.INTER_AREA if w < image.shape[1] else cv2.INTER_LINEAR
         x = cv2.resize(image, (w, h), interpolation=interp).astype(np.float32)
         return self.session.run(None, {"image": x.transpose(2, 0, 1)[None]})[0][0]
+
+    def probability(self, image: np.ndarray) -> np.ndarray:
+        """HxW float32 figure probability of ``image`` (HxWx3 uint8 RGB), at its size: the
+        net's mask map (stride 4 of its input), upsampled bilinearly."""
+        h, w = image.shape[:2]
+        prob = sigmoid(self.maps(image)[0]).astype(np.float32)
+        return cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
 
     def figures(self, image: np.ndarray) -> list[Figure]:
         """Figures in ``image`` (HxWx3 uint8 RGB), boxes in its px, best first."""

@@ -8,7 +8,9 @@ Per image (all characters together, at a work copy whose long side is ``work_sid
 2. watershed superpixels (``superpixel_px`` grid) on the area plus a background ring: their
    borders follow the line art and the flat colour regions of a drawn figure.
 3. per-region foreground log-odds from (a) MediaPipe selfie-segmentation person probability
-   (``selfie``), (b) foreground/background colour histograms re-learned from the current labels
+   (``selfie``), blended with kiridashi's figure net run on each character's box (``figure``:
+   the same ONNX net the detector uses; trained on drawn figures, it holds bodies and hair that
+   the photo-trained selfie model misses), (b) foreground/background colour histograms re-learned from the current labels
    (``colour``), (c) sure foreground at the face core and confident face/pose points (``seeds``),
    (d) a body-layout prior (``shape``), (e) line-art enclosure (``enclosure``): regions that the
    sure background cannot reach without crossing dark line art count as inside; with
@@ -21,6 +23,8 @@ Per image (all characters together, at a work copy whose long side is ``work_sid
    upscaled cut (``fullres``: local colour models, contrast-sensitive pairwise, and a bonus for
    dark line art so the boundary sits on the outer side of the outline; recovers detail lost at
    the work size), then an edge-aware guided filter (``refine``).
+6. heads are never lost (``head``, :mod:`kiridashi.segmenters.heads`): a face whose core or
+   fringe the cut left out gets back the face and hair closed around it by line art.
 
 Then each foreground pixel goes to the character whose face/box centre is nearest (in face
 widths), which splits touching characters. Masks are HxW float32 in [0, 1], boxes XYXY.
@@ -35,6 +39,7 @@ import cv2
 import numpy as np
 
 from kiridashi.metrics import mask_window
+from kiridashi.segmenters import heads
 from kiridashi.segmenters.regions import (
     HARD,
     ColourModel,
@@ -70,6 +75,8 @@ BAND = {"enabled": True, "px": 8, "weight": 8.0}
 FULLRES = {"enabled": False, "px": 4, "weight": 8.0, "max_scale": 0.9, "sure_colours": True,
            "prior": 0.0,
            "line": {"enabled": True, "weight": 1.0, "line_px": 7, "contrast": 40.0}}  # fmt: skip
+FIGURE = {"enabled": False, "blend": 0.5, "model_file": "figure_net.onnx", "input_side": 320,
+          "margin": 0.25}  # fmt: skip
 ENCLOSURE = {"enabled": True, "weight": 1.0, "barrier": "lines", "line_px": 5, "line_contrast": 40.0,
              "canny": [50, 150], "close_px": 1,
              "scale": 1.0, "border": {"enabled": False, "max_selfie": 0.5},
@@ -93,6 +100,8 @@ def guided_filter_near(image: np.ndarray, soft: np.ndarray, radius: int, eps: fl
 class AnimeRegionCut:
     """See the module docstring; every step has its own config section with ``enabled``."""
 
+    CONTEXT = ("models_dir",)
+
     def __init__(
         self,
         work_side: int = 640,
@@ -111,6 +120,9 @@ class AnimeRegionCut:
         shape: dict | None = None,
         band: dict | None = None,
         fullres: dict | None = None,
+        figure: dict | None = None,
+        head: dict | None = None,
+        models_dir: str | None = None,
     ):
         self.work_side = int(work_side)
         self.superpixel_px = int(superpixel_px)
@@ -129,7 +141,11 @@ class AnimeRegionCut:
         self.band = _section(band, BAND)
         self.fullres = _section(fullres, FULLRES)
         self.fullres["line"] = _section(self.fullres.get("line"), FULLRES["line"])
+        self.figure = _section(figure, FIGURE)
+        self.head = _section(head, heads.DEFAULTS)
+        self.models_dir = models_dir
         self._selfie_model = None
+        self._figure_net = None
 
     # -- priors ------------------------------------------------------------------------------
     def person_probability(self, image: np.ndarray) -> np.ndarray | None:
@@ -146,6 +162,44 @@ class AnimeRegionCut:
         prob = maps.max(0) if self.selfie["combine"] == "max" else maps.mean(0)
         h, w = image.shape[:2]
         return cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    def figure_probability(
+        self, image: np.ndarray, characters: list[Character], s: float, hw: tuple[int, int]
+    ) -> np.ndarray | None:
+        """HxW float32 (``hw``, the work size) figure probability from kiridashi's figure net,
+        or None when disabled. The net sees each character's box grown by ``figure.margin`` on
+        each side, cut from ``image`` (HxWx3 RGB at ``1 / s`` x the work size), so a small figure
+        fills its input as the figures it was trained on did; overlapping crops keep the max.
+        0 outside every crop."""
+        if not self.figure["enabled"]:
+            return None
+        if self._figure_net is None:
+            from kiridashi.detectors.figure_net import FigureNet
+
+            self._figure_net = FigureNet(
+                "segment.figure",
+                model_file=str(self.figure["model_file"]),
+                input_side=int(self.figure["input_side"]),
+                models_dir=self.models_dir,
+            )
+        h, w = hw
+        H, W = image.shape[:2]
+        out = np.zeros((h, w), np.float32)
+        m = float(self.figure["margin"])
+        for ch in characters:
+            x0, y0, x1, y1 = ch.box
+            mx, my = m * (x1 - x0), m * (y1 - y0)
+            X0, Y0 = int(max(0, x0 - mx)), int(max(0, y0 - my))
+            X1, Y1 = int(min(W, np.ceil(x1 + mx))), int(min(H, np.ceil(y1 + my)))
+            wx0, wy0 = int(round(X0 * s)), int(round(Y0 * s))
+            wx1, wy1 = min(w, int(round(X1 * s))), min(h, int(round(Y1 * s)))
+            if X1 - X0 < 8 or Y1 - Y0 < 8 or wx1 <= wx0 or wy1 <= wy0:
+                continue
+            crop = np.ascontiguousarray(image[Y0:Y1, X0:X1])
+            prob = self._figure_net.probability(crop)
+            prob = cv2.resize(prob, (wx1 - wx0, wy1 - wy0), interpolation=cv2.INTER_AREA)
+            np.maximum(out[wy0:wy1, wx0:wx1], prob, out=out[wy0:wy1, wx0:wx1])
+        return out
 
     def allowed_area(
         self, hw: tuple[int, int], characters: list[Character], s: float, prob: np.ndarray | None
@@ -263,6 +317,11 @@ class AnimeRegionCut:
         ``enclosure.scale`` x the work size, at most at its size)."""
         h, w = small.shape[:2]
         prob = self.person_probability(small)
+        fig = self.figure_probability(image if image is not None else small, characters,
+                                      s if image is not None else 1.0, (h, w))  # fmt: skip
+        if fig is not None:  # the person prior: selfie and figure net blended
+            b = float(self.figure["blend"]) if prob is not None else 1.0
+            prob = fig if prob is None else (1.0 - b) * prob + b * fig
         allowed = self.allowed_area((h, w), characters, s, prob)
         sure = self.sure_foreground((h, w), characters, s) & allowed
         body = self.body_prior((h, w), characters, s) if self.shape["enabled"] else None
@@ -429,6 +488,8 @@ class AnimeRegionCut:
         if self.refine["enabled"] and int(self.refine["radius"]) > 0:
             r = max(1, int(round(int(self.refine["radius"]) / max(s, 1e-6) * 0.5)))
             soft = guided_filter_near(image, soft, r, float(self.refine["eps"]))
+        if self.head["enabled"]:  # heads are never lost (kiridashi.segmenters.heads)
+            soft = np.maximum(soft, heads.head_mask(image, characters, self.head, soft >= 0.5))
         return np.clip(soft, 0.0, 1.0)
 
     def line_art(self, image: np.ndarray) -> np.ndarray:

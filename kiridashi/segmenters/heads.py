@@ -1,0 +1,181 @@
+"""Heads are never lost: the face and the hair drawn around it, found from the line art.
+
+A drawn head is a set of flat colour areas closed by dark line art: the face, and the hair whose
+fringe falls over the top of the face. When the hair's colour is the background's (brown hair in
+front of wooden panelling), colour and person priors cannot tell them apart and a cut loses the
+whole head; the line art still can. Per character with a face box (XYXY, image px):
+
+1. the *head zone*: an ellipse around the face box, ``zone_scale`` x its size, centred
+   ``zone_lift`` x its height above the face centre (hair sits above and beside the face);
+2. the *seed*: the face box's central ellipse and its top ``fringe`` share (the fringe);
+3. the image's free space: pixels that are not dark line art (black-hat contrast of ``line_px``
+   >= ``line_contrast``, closed by ``close_px``), split into 4-connected components;
+4. the head: the part inside the head zone of every free-space component touching the seed,
+   plus the line art along it (``close_px`` + 1 px, so the outline stays on the cut-out). A
+   component that leaves the head zone above the chin is background (or hair leaking into it
+   through a gap in the outline) and is not taken: long hair and the body leave the zone only
+   below the chin. Closed components next to the head across one
+   line and of at least ``hop_min_area`` x the face box's area (a ponytail, twin tails, side
+   locks; not the small cells of a textured background) join it too, ``hops`` times.
+
+Only a head the cut lost is given back: one whose face seed is more than ``repair_above`` outside
+the cut (a head the cut holds keeps its finer outline). All of it runs on the crop around the head zone, resized so that the face box is ``face_px``
+wide (line art is then a few px wide whatever the image's resolution), and comes back at the
+image's own resolution. The segmenter
+adds the head to its foreground; the evaluation's ``face_outside`` check flags any cut-out
+whose face is still outside its mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from kiridashi.segmenters.regions import line_contrast
+from kiridashi.types import BoxXYXY, Character
+
+DEFAULTS = {
+    "enabled": True,
+    "zone_scale": 2.4,
+    "zone_lift": 0.2,
+    "fringe": 0.3,
+    "hops": 2,
+    "hop_min_area": 0.1,
+    "repair_above": 0.1,
+    "face_px": 64,
+    "line_px": 7,
+    "line_contrast": 25.0,
+    "close_px": 1,
+}
+
+
+def head_zone(face_box: BoxXYXY, zone_scale: float, zone_lift: float) -> tuple:
+    """((cx, cy), (ax, ay)) of the head-zone ellipse of ``face_box`` (XYXY px), float px."""
+    x0, y0, x1, y1 = face_box
+    fw, fh = x1 - x0, y1 - y0
+    centre = ((x0 + x1) / 2, (y0 + y1) / 2 - zone_lift * fh)
+    return centre, (zone_scale * fw / 2, zone_scale * fh / 2)
+
+
+def _ellipse(hw: tuple[int, int], centre, axes) -> np.ndarray:
+    """HxW bool filled ellipse (centre / axes in px)."""
+    out = np.zeros(hw, np.uint8)
+    c = (int(round(centre[0])), int(round(centre[1])))
+    a = (max(1, int(round(axes[0]))), max(1, int(round(axes[1]))))
+    cv2.ellipse(out, c, a, 0, 0, 360, 1, -1)
+    return out > 0
+
+
+def face_seed(hw: tuple[int, int], face_box: BoxXYXY, fringe: float) -> np.ndarray:
+    """HxW bool: the face's core (an ellipse of 0.6 x the face box) and its fringe (the top
+    ``fringe`` share of the face box, without its outer tenths): where the face and the hair
+    that falls over it must be. ``face_box`` in the px of ``hw``."""
+    fx0, fy0, fx1, fy1 = face_box
+    fw, fh = fx1 - fx0, fy1 - fy0
+    seed = _ellipse(hw, ((fx0 + fx1) / 2, (fy0 + fy1) / 2), (0.3 * fw, 0.3 * fh))
+    by0, by1 = max(0, int(fy0)), max(0, int(fy0 + fringe * fh))
+    bx0, bx1 = max(0, int(fx0 + 0.1 * fw)), max(0, int(fx1 - 0.1 * fw))
+    seed[by0:by1, bx0:bx1] = True
+    return seed
+
+
+def head_of(
+    image: np.ndarray, face_box: BoxXYXY, cfg: dict
+) -> tuple[tuple[slice, slice], np.ndarray]:
+    """(window, hxw bool head mask inside it) for one face of ``image`` (HxWx3 uint8 RGB).
+
+    ``window`` is the (rows, cols) slice of the head zone's bounding box, clipped to the image;
+    the mask is empty when the face box is degenerate or off the image."""
+    h, w = image.shape[:2]
+    centre, axes = head_zone(face_box, float(cfg["zone_scale"]), float(cfg["zone_lift"]))
+    pad = int(cfg["line_px"]) + 2
+    X0 = max(0, int(np.floor(centre[0] - axes[0])) - pad)
+    X1 = min(w, int(np.ceil(centre[0] + axes[0])) + pad)
+    Y0 = max(0, int(np.floor(centre[1] - axes[1])) - pad)
+    Y1 = min(h, int(np.ceil(centre[1] + axes[1])) + pad)
+    window = (slice(Y0, max(Y0, Y1)), slice(X0, max(X0, X1)))
+    if X1 - X0 < 4 or Y1 - Y0 < 4:
+        return window, np.zeros((max(0, Y1 - Y0), max(0, X1 - X0)), bool)
+    k = float(cfg["face_px"]) / max(1.0, face_box[2] - face_box[0])  # crop px per image px
+    size = (max(4, round((X1 - X0) * k)), max(4, round((Y1 - Y0) * k)))
+    interp = cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR
+    crop = cv2.resize(np.ascontiguousarray(image[window]), size, interpolation=interp)
+    hw = crop.shape[:2]
+
+    def at(v: float, o: int) -> float:  # image px -> crop px
+        return (v - o) * k
+
+    zone = _ellipse(hw, (at(centre[0], X0), at(centre[1], Y0)), (axes[0] * k, axes[1] * k))
+    barrier = line_contrast(crop, int(cfg["line_px"])) >= float(cfg["line_contrast"])
+    r = int(cfg["close_px"])
+    if r > 0:
+        barrier = cv2.dilate(barrier.astype(np.uint8), np.ones((2 * r + 1,) * 2, np.uint8)) > 0
+    n, comp = cv2.connectedComponents((~barrier).astype(np.uint8), connectivity=4)
+    face = (at(face_box[0], X0), at(face_box[1], Y0), at(face_box[2], X0), at(face_box[3], Y0))
+    fx0, fy0, fx1, fy1 = face
+    fw, fh = fx1 - fx0, fy1 - fy0
+    seed = face_seed(hw, face, float(cfg["fringe"]))
+    seeds = np.unique(comp[seed & ~barrier])
+    seeds = seeds[seeds > 0]
+    if seeds.size == 0:
+        return window, np.zeros(hw, bool)
+    # the background around the head leaves the head zone above the chin; a component that
+    # does is background, or hair leaking into it through a gap in the outline. Long hair and
+    # the body leave the zone only below the chin.
+    chin = max(1, min(hw[0], int(np.ceil(fy1))))
+    escapes = ~zone
+    escapes[chin:] = False
+    open_ = np.zeros(n, bool)
+    open_[np.unique(comp[escapes])] = True
+    open_[np.unique(np.concatenate([comp[0], comp[:chin, 0], comp[:chin, -1]]))] = True
+    area = np.bincount(comp.ravel(), minlength=n)
+    keep = np.zeros(n, bool)
+    keep[seeds[~open_[seeds]]] = True
+    keep[0] = False
+    grow = np.ones((2 * r + 3,) * 2, np.uint8)  # reaches into the line art along a component
+    hop = np.ones((2 * r + int(cfg["line_px"]) + 2,) * 2, np.uint8)  # ... and across it
+    big = area >= float(cfg["hop_min_area"]) * fw * fh  # not a cell of background texture
+    for _ in range(int(cfg["hops"])):  # hair beyond a line: a ponytail, twin tails, side locks
+        near = cv2.dilate(keep[comp].astype(np.uint8), hop) > 0
+        more = np.unique(comp[near & zone])
+        more = more[(more > 0) & ~open_[more] & ~keep[more] & big[more]]
+        if more.size == 0:
+            break
+        keep[more] = True
+    head = keep[comp] & zone
+    if head.any():  # the outline along the head stays on the cut-out
+        head |= (cv2.dilate(head.astype(np.uint8), grow) > 0) & barrier & zone
+    full = cv2.resize(head.astype(np.uint8), (X1 - X0, Y1 - Y0), interpolation=cv2.INTER_NEAREST)
+    return window, full > 0
+
+
+def head_mask(
+    image: np.ndarray,
+    characters: Sequence[Character],
+    cfg: dict | None = None,
+    cut: np.ndarray | None = None,
+) -> np.ndarray:
+    """HxW bool: the heads (face + the hair closed around it by line art) of the characters
+    with a face box, in ``image`` (HxWx3 uint8 RGB) px. See the module docstring.
+
+    ``cut`` (HxW bool, the segmenter's foreground): only the heads it lost are given back - those
+    whose face seed (:func:`face_seed`) is more than ``repair_above`` outside it; a head the cut
+    already holds is left to the cut's own, finer outline."""
+    c = {**DEFAULTS, **(cfg or {})}
+    out = np.zeros(image.shape[:2], bool)
+    if not c["enabled"]:
+        return out
+    for ch in characters:
+        if ch.face_box is None:
+            continue
+        if cut is not None:
+            seed = face_seed(cut.shape, ch.face_box, float(c["fringe"]))
+            lost = (seed & ~cut).sum() / max(1, seed.sum())
+            if lost <= float(c["repair_above"]):
+                continue
+        window, head = head_of(image, ch.face_box, c)
+        if head.size:
+            out[window] |= head
+    return out

@@ -1,0 +1,127 @@
+"""Heads are never lost (issue #14): a brown-haired figure in front of brown wooden panelling,
+found and cut by the default config, keeps its head, and a headless cut-out is flagged."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import cv2
+import numpy as np
+import pytest
+
+from kiridashi.checks import check_character, face_outside_share
+from kiridashi.demo import composite, draw_character, premultiplied_layer, random_look
+from kiridashi.detectors import detect_image
+from kiridashi.metrics import box_iou, mask_box
+from kiridashi.segmenters import segment_image
+
+WOOD = np.array([128, 84, 50], float)  # RGB: a warm mid brown
+HAIR = (122, 80, 48)  # nearly the wood's own colour
+
+
+class DictMemo:
+    def __call__(self, kind, params, compute):
+        return compute()
+
+
+def wooden_room(rng: np.random.Generator, w: int = 1280, h: int = 720) -> np.ndarray:
+    """HxWx3 uint8 RGB: vertical wooden planks (grain, knots, dark seams) over a darker floor."""
+    x = np.arange(w, dtype=float)[None, :]
+    y = np.arange(h, dtype=float)[:, None]
+    plank = (x // 96).astype(int)
+    shade = rng.uniform(-14, 14, plank.max() + 1)[plank]
+    grain = 9 * np.sin(x / 3.1 + 4 * np.sin(y / 37.0 + plank)) + rng.normal(0, 5, (h, w))
+    img = WOOD[None, None, :] + (shade + grain)[..., None] * np.array([1.0, 0.7, 0.45])
+    img[:, (np.arange(w) % 96) < 3] *= 0.55  # seams between planks
+    img[int(0.8 * h) :] *= 0.72  # the floor
+    for _ in range(6):  # knots
+        cx, cy = int(rng.integers(0, w)), int(rng.integers(0, int(0.8 * h)))
+        cv2.ellipse(img, (cx, cy), (10, 22), 0, 0, 360, (92, 58, 34), -1)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def brown_haired_scene(seed: int, height: int = 560, x: int = 480):
+    """(RGB image, HxW bool figure mask, HxW bool head mask): one procedural figure with hair
+    of the wood's colour standing on the floor of :func:`wooden_room`; the head is the
+    figure's top 27 % (hair and face down to the chin)."""
+    rng = np.random.default_rng(seed)
+    look = dataclasses.replace(random_look(rng), hair=HAIR)
+    sprite = draw_character(rng, height=1200, look=look)
+    room = wooden_room(rng)
+    layer = premultiplied_layer(sprite, height, mirror=False)
+    y = 700 - height
+    rgb, alpha = composite(room, [(layer, x, y)])
+    figure = alpha >= 128
+    x0, y0, x1, y1 = mask_box(figure)
+    head = figure.copy()
+    head[int(y0 + 0.27 * (y1 - y0)) :] = False
+    return rgb, figure, head
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_brown_hair_on_brown_wood_keeps_its_head(cfg, models_dir, seed):
+    rgb, figure, head = brown_haired_scene(seed)
+    result = detect_image(
+        rgb, copy.deepcopy(cfg["detect"]), models_dir, DictMemo(), {"original": rgb}
+    )
+    chars = [c for c in result.characters if box_iou(c.box, mask_box(figure)) > 0.3]
+    assert len(chars) == 1, [c.box for c in result.characters]
+    (soft,) = segment_image(rgb, chars, cfg["segment"], models_dir, DictMemo())
+    mask = soft >= 0.5
+    kept = (mask & head).sum() / head.sum()
+    assert kept >= 0.9, f"only {kept:.0%} of the head is in the cut"
+    if chars[0].face_box is not None:
+        assert face_outside_share(list(chars[0].face_box), mask) <= 0.2
+    record = {"face_box": chars[0].face_box, "keypoints": {}}
+    assert "face_outside" not in {f["check"] for f in check_character(rgb, mask, record, 0)}
+
+
+def drawn_head(gap: bool) -> tuple[np.ndarray, tuple[float, float, float, float], np.ndarray]:
+    """(RGB image, face box XYXY, HxW bool hair) of a flat head drawn on a background of the
+    hair's own colour: a skin face under a hair cap, both outlined; ``gap`` opens the hair's
+    outline to the background."""
+    img = np.full((300, 300, 3), HAIR, np.uint8)
+    hair = np.zeros((300, 300), np.uint8)
+    cv2.ellipse(hair, (150, 140), (70, 75), 0, 0, 360, 1, -1)
+    img[hair > 0] = HAIR
+    cv2.ellipse(img, (150, 140), (70, 75), 0, 0, 360, (40, 25, 20), 3)  # hair outline
+    cv2.ellipse(img, (150, 165), (45, 50), 0, 0, 360, (250, 220, 200), -1)  # face
+    cv2.ellipse(img, (150, 165), (45, 50), 0, 0, 360, (40, 25, 20), 3)
+    if gap:
+        img[60:90, 145:160] = HAIR  # a gap at the top of the hair outline
+    face_box = (105.0, 120.0, 195.0, 215.0)
+    face = np.zeros((300, 300), np.uint8)
+    cv2.ellipse(face, (150, 165), (45, 50), 0, 0, 360, 1, -1)
+    return img, face_box, (hair > 0) & (face == 0)
+
+
+def test_closed_hair_is_given_back_and_leaking_hair_is_not():
+    from kiridashi.segmenters.heads import head_mask
+    from kiridashi.types import Character
+
+    for gap in (False, True):
+        img, face_box, hair = drawn_head(gap)
+        ch = Character(box=(60.0, 50.0, 240.0, 300.0), score=1.0, face_box=face_box)
+        head = head_mask(img, [ch], cut=np.zeros(img.shape[:2], bool))  # the cut lost it all
+        face_core = np.zeros(img.shape[:2], np.uint8)
+        cv2.ellipse(face_core, (150, 165), (30, 30), 0, 0, 360, 1, -1)
+        assert head[face_core > 0].all()  # the face always
+        kept = (head & hair).sum() / hair.sum()
+        outline = np.zeros(img.shape[:2], np.uint8)
+        cv2.ellipse(outline, (150, 140), (74, 79), 0, 0, 360, 1, -1)
+        background = outline == 0  # beyond the head's outline
+        if gap:  # hair open to the background: not taken (it would take the background too)
+            assert kept < 0.1 and (head & background).sum() == 0
+        else:
+            assert kept > 0.9 and not (head & background).any()
+
+
+def test_a_head_the_cut_holds_is_left_to_the_cut():
+    from kiridashi.segmenters.heads import head_mask
+    from kiridashi.types import Character
+
+    img, face_box, hair = drawn_head(False)
+    ch = Character(box=(60.0, 50.0, 240.0, 300.0), score=1.0, face_box=face_box)
+    cut = np.ones(img.shape[:2], bool)
+    assert not head_mask(img, [ch], cut=cut).any()
