@@ -28,9 +28,11 @@ from typing import Any
 from kiridashi import __version__
 from kiridashi import io as kio
 from kiridashi.cache import open_cache, params_digest
-from kiridashi.config import ConfigError, check_settings, resolve_models_dir
+from kiridashi.config import ConfigError, resolve_models_dir
+from kiridashi.errors import OutputWriteError
 from kiridashi.models import ModelError
 from kiridashi.runner import SCHEMA_VERSION, STEPS, Runner, Skipped, Source, output_stem
+from kiridashi.schema import validate
 from kiridashi.threads import limit_threads
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ def make_runner(cfg: dict, jobs: int = 1) -> Runner:
     Start-up checks come first: settings every image depends on (ConfigError) and the model
     files of the enabled detectors (a missing optional one: one warning line, before any image).
     """
-    check_settings(cfg)
+    validate(cfg, partial=True)
     limit_threads(jobs)
     models_dir = resolve_models_dir(cfg.get("models_dir"))
     if detectors := (cfg.get("detect") or {}).get("detectors"):
@@ -135,13 +137,6 @@ def sources_from_manifest(manifest: dict) -> tuple[list[Source], list[dict]]:
 # ------------------------------------------------------------------------------ stages
 
 
-class OutputWriteError(OSError):
-    """The output folder cannot be written (read-only, full, no permission): the run stops.
-
-    Everything written before stays as it is; the message is one line for the user.
-    """
-
-
 _FATAL_ERRNOS = {errno.EACCES, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EPERM}
 # errors that concern every image alike (an unwritable output folder, a missing model file, an
 # invalid setting): the run stops once with the reason instead of skipping image after image
@@ -160,6 +155,15 @@ def exit_on_fatal():
         yield
     except FATAL as exc:
         raise SystemExit(f"error: {fatal_message(exc)}") from None
+
+
+def stage_params() -> dict:
+    """``params.yaml`` for a DVC stage, checked whole at start-up (:mod:`kiridashi.schema`): a bad
+    setting ends the stage with one ``error:`` line before any image is read."""
+    from kiridashi.schema import load_valid_params
+
+    with exit_on_fatal():
+        return load_valid_params()
 
 
 def attempt(
