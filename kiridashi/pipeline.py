@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 import multiprocessing
+import os
 import sys
 import time
 from collections import Counter
@@ -209,10 +210,12 @@ def attempt(
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(cfg: dict, step: str, on_result, jobs: int) -> None:
+def _worker_init(cfg: dict, step: str, on_result, jobs: int, parent_pid: int) -> None:
     from kiridashi.detectors.base import set_missing_model_level
+    from kiridashi.lifeline import die_with_parent
     from kiridashi.logs import setup_logging
 
+    die_with_parent(parent_pid)  # a killed run leaves no worker behind
     setup_logging()
     set_missing_model_level(logging.DEBUG)  # the parent's make_runner has reported them
     _WORKER.update(runner=make_runner(cfg, jobs), step=step, on_result=on_result)
@@ -261,7 +264,7 @@ def run_step(
         max_workers=jobs,
         mp_context=ctx,
         initializer=_worker_init,
-        initargs=(runner.cfg, step, on_result, jobs),
+        initargs=(runner.cfg, step, on_result, jobs, os.getpid()),
     ) as pool:
         futures = {pool.submit(_worker_run, sources[i], records[i]): i for i in todo}
         for fut in as_completed(futures):
