@@ -178,28 +178,28 @@ def attempt(
 
     A bad or failing image gets ``status: skipped`` and a one-line ``reason``.
     """
+    runner.begin_image()
+    ok = False
     try:
         value = getattr(runner, step)(src)
         record["content_hash"] = src.hash
         record["status"] = "ok"
         if on_result is not None:
             on_result(src, value, record)
+        ok = True
         return record
     except FATAL:
         raise
     except (Skipped, kio.BadInput) as exc:
-        if isinstance(exc, kio.BadInput):
-            runner.counts[step]["skipped"] += 1
         reason, level = str(exc), logging.WARNING
     except MemoryError:
-        runner.counts[step]["skipped"] += 1
         reason, level = f"{step} failed: out of memory", logging.ERROR
     except Exception as exc:  # noqa: BLE001 - one broken image must not stop a batch
-        runner.counts[step]["skipped"] += 1
         reason = f"{step} failed: {type(exc).__name__}: {exc}".splitlines()[0]
         level = logging.ERROR
         log.debug("traceback for %s", src.rel, exc_info=True)
     finally:
+        runner.end_image(step, ok)
         src.release()
     record.update(status="skipped", reason=reason)
     log.log(level, "skipped %s: %s", src.rel, reason)
@@ -229,6 +229,18 @@ def _worker_run(src: Source, record: dict) -> tuple[dict, Counter]:
     return record, runner.tally() - before
 
 
+def steps_upto(step: str) -> tuple[str, ...]:
+    """The steps an image goes through up to and including ``step``."""
+    return STEPS[: STEPS.index(step) + 1]
+
+
+def count_skipped(runner: Runner, step: str, n: int = 1) -> None:
+    """Count ``n`` inputs skipped before ``step`` ran (unreadable, or skipped by an earlier
+    stage) as skipped in ``step`` and every step before it that this runner reports."""
+    for s in steps_upto(step):
+        runner.counts[s]["skipped"] += n
+
+
 def run_step(
     runner: Runner,
     step: str,
@@ -247,7 +259,7 @@ def run_step(
     todo = []
     for i, record in enumerate(records):
         if record.get("status") == "skipped":
-            runner.counts[step]["skipped"] += 1
+            count_skipped(runner, step)
         else:
             todo.append(i)
     bar = progress(None, len(todo), step)
@@ -278,7 +290,7 @@ def run_step(
             except Exception as exc:  # noqa: BLE001 - a crashed worker loses one image only
                 record = records[i]
                 record.update(status="skipped", reason=f"{step} worker failed: {exc}")
-                delta = Counter({("step", step, "skipped"): 1})
+                delta = Counter({("step", s, "skipped"): 1 for s in steps_upto(step)})
                 log.error("skipped %s: %s", sources[i].rel, record["reason"])
             runner.add_tally(delta)
             records[i].clear()
@@ -316,6 +328,7 @@ def run_manifest_stage(
     cfg = _stage_cfg(step, params, upstream)
     with exit_on_fatal():
         runner = make_runner(cfg)
+        count_skipped(runner, step, len(report.get("skipped_files", [])))
         run_step(runner, step, sources, records, describe, jobs=int(cfg.get("jobs", 1)))
     manifest = {
         "schema_version": SCHEMA_VERSION,
@@ -406,8 +419,10 @@ def results_document(
         "params": {k: cfg[k] for k in STEPS if k in cfg},
         "params_digest": params_digest({k: cfg[k] for k in STEPS if k in cfg}),
         "summary": {
-            "images": len(records),
-            "processed": len(ok),
+            "images": len(records) + len(report.get("skipped_files", [])),  # every input
+            "processed": len(ok),  # = computed + reused
+            "computed": runner.counts["merge"]["computed"],
+            "reused": runner.counts["merge"]["reused"],
             "skipped": len(skipped),
             "characters": sum(len(r.get("characters", [])) for r in ok),
             "seconds": round(seconds, 2),
@@ -435,6 +450,7 @@ def write_results(
     """
     out_dir = Path(out_dir)
     remove_stale_temp_files(out_dir)
+    count_skipped(runner, "merge", len(report.get("skipped_files", [])))
     t0 = time.perf_counter()
     done = 0
 
@@ -459,9 +475,10 @@ def _json_bytes(doc: dict) -> bytes:
 
 def summary_lines(doc: dict, out_dir: Path) -> list[str]:
     s = doc["summary"]
+    reuse = f" ({s['computed']} computed, {s['reused']} reused)" if "reused" in s else ""
     lines = [
-        f"{s['processed']} of {s['images']} images processed, {s['characters']} characters, "
-        f"{s['skipped']} skipped, {s['seconds']:.1f} s "
+        f"{s['processed']} of {s['images']} images processed{reuse}, {s['skipped']} skipped; "
+        f"{s['characters']} characters, {s['seconds']:.1f} s "
         f"({s['seconds'] / max(1, s['images']):.2f} s/image)"
     ]
     lines += [f"  skipped {k['source']}: {k['reason']}" for k in doc["skipped"]]
