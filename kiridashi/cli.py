@@ -92,7 +92,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         dashboard=not args.no_dashboard,
         label=args.label,
         cache=open_cache(cfg.get("cache")),
-        record_history=bool(args.history or args.label),
+        record_history=True,  # an explicit quality check of a folder is recorded
     )
     print(entries_text(report))
     print(summary_text(report))
@@ -208,8 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="unified quality report of an output folder")
     p.add_argument("--results", required=True, help="path to extraction_results.json")
     p.add_argument("--no-dashboard", action="store_true", help="do not write dashboard.html")
-    p.add_argument("--label", help="record this run in the history under this name")
-    p.add_argument("--history", action="store_true", help="record this run in the history")
+    p.add_argument("--label", help="name of this run in the history")
     p.add_argument(
         "overrides", nargs="*", help="config overrides, e.g. evaluate.checks.max_pieces=5"
     )

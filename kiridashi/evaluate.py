@@ -419,9 +419,9 @@ def run_evaluation(
     report_dir: where ``unified_quality_report.json`` and ``dashboard.html`` go (default: beside
     the results). metrics_dir: where ``metrics.json`` and ``per_image.csv`` go (default: none).
     cache: per-image report entries are reused from it (see :func:`build_report`).
-    record_history: append the run to the history (``kiridashi trend``): the DVC pipeline does,
-    ``kiridashi extract`` / ``check`` only when asked (``--history``), so ad-hoc runs into
-    scratch folders stay out of it. ``evaluate.history: false`` turns it off everywhere.
+    record_history: append the run to the history (``kiridashi trend``): the DVC pipeline and
+    ``kiridashi check`` do, ``kiridashi extract`` only when asked (``--history``), so ad-hoc
+    runs into scratch folders stay out of it. ``evaluate.history: false`` turns it off everywhere.
     """
     from kiridashi import history
 
