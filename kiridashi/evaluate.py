@@ -354,9 +354,27 @@ def build_report(
     }
 
 
+# the headline numbers of metrics.json (what `dvc exp show` lists); the rest of the summary is in
+# unified_quality_report.json
+HEADLINE_METRICS = (
+    "mean_iou",
+    "single_mean_iou",
+    "multi_mean_iou",
+    "mean_boundary_f",
+    "character_recall",
+    "character_precision",
+    "face_detection_rate",
+    "pose_detection_rate",
+    "scored",
+    "processed",
+    "skipped",
+)
+
+
 def flat_metrics(report: dict) -> dict[str, Any]:
-    """``metrics.json`` content: the summary's numbers (what ``dvc exp show`` lists)."""
-    return {k: v for k, v in report["summary"].items() if isinstance(v, (int, float)) or v is None}
+    """``metrics.json`` content: the summary's headline numbers (:data:`HEADLINE_METRICS`)."""
+    summary = report["summary"]
+    return {k: summary.get(k) for k in HEADLINE_METRICS}
 
 
 def per_image_csv(report: dict) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from kiridashi import io as kio
-from kiridashi.evaluate import build_report, flat_metrics, per_image_csv
+from kiridashi.evaluate import HEADLINE_METRICS, build_report, flat_metrics, per_image_csv
 from kiridashi.overlay import draw_overlay, keypoints_outside
 
 
@@ -61,6 +61,9 @@ def test_report_scores_pairs_and_explains_unscored(tmp_path):
     assert abs(s["mean_iou"] - 500 / 600) < 1e-4  # the empty scene does not dilute the mean
     assert s["character_recall"] == 1.0 and s["face_detection_rate"] == 1.0
     json.dumps(flat_metrics(report))
+    # metrics.json holds the headline numbers only; the rest stays in the report's summary
+    assert list(flat_metrics(report)) == list(HEADLINE_METRICS) and len(HEADLINE_METRICS) <= 12
+    assert "empty_scenes" not in flat_metrics(report) and "empty_scenes" in s
     assert per_image_csv(report).splitlines()[0].startswith("source,iou,dice")
 
 
