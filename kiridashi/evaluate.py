@@ -354,27 +354,14 @@ def build_report(
     }
 
 
-# the headline numbers of metrics.json (what `dvc exp show` lists); the rest of the summary is in
-# unified_quality_report.json
-HEADLINE_METRICS = (
-    "mean_iou",
-    "single_mean_iou",
-    "multi_mean_iou",
-    "mean_boundary_f",
-    "character_recall",
-    "character_precision",
-    "face_detection_rate",
-    "pose_detection_rate",
-    "scored",
-    "processed",
-    "skipped",
-)
-
-
 def flat_metrics(report: dict) -> dict[str, Any]:
-    """``metrics.json`` content: the summary's headline numbers (:data:`HEADLINE_METRICS`)."""
+    """``metrics.json`` content: the summary's headline numbers under short names, so that
+    ``dvc exp show`` fits them and the changed parameters into 120 columns
+    (:data:`kiridashi.history.METRICS_JSON`; the rest of the summary is in the report)."""
+    from kiridashi.history import METRICS_JSON
+
     summary = report["summary"]
-    return {k: summary.get(k) for k in HEADLINE_METRICS}
+    return {short: summary.get(name) for short, name in METRICS_JSON.items()}
 
 
 def per_image_csv(report: dict) -> str:

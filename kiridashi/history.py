@@ -43,6 +43,19 @@ TRACKED = (
     "pose_landmarks_inside",
 )
 DEFAULT_TOLERANCE = 0.01
+# metrics.json (what `dvc exp show` lists): short name -> name in the report's summary
+METRICS_JSON = {
+    "iou": "mean_iou",
+    "iou_single": "single_mean_iou",
+    "iou_multi": "multi_mean_iou",
+    "boundary_f": "mean_boundary_f",
+    "recall": "character_recall",
+    "precision": "character_precision",
+    "face_rate": "face_detection_rate",
+    "pose_rate": "pose_detection_rate",
+    "processed": "processed",
+    "skipped": "skipped",
+}
 
 
 def history_path() -> Path:
@@ -114,7 +127,9 @@ def _find_metrics(node) -> dict:
     out: dict = {}
     for file_entry in (node.get("metrics") or {}).values():
         data = (file_entry or {}).get("data") or {}
-        out.update({k: v for k, v in data.items() if isinstance(v, (int, float))})
+        out.update(
+            {METRICS_JSON.get(k, k): v for k, v in data.items() if isinstance(v, (int, float))}
+        )
     return out
 
 
