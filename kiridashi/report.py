@@ -4,8 +4,9 @@ One file, no network: inline CSS and JS, thumbnails as base64 JPEG data URIs. Se
 cards, a per-image table that sorts by any column (worst first: lowest IoU, then the most flags),
 thumbnails with the ground-truth outline (green) and the predicted outline (magenta), the
 face/pose overlay (red crosses: points outside the mask), no-reference flags with their reasons,
-skipped files, unmatched ground truth and the metric history (inline SVG). Opening the page with
-``#sort=COLUMN`` (or ``#sort=-COLUMN``, descending) sorts the table on load.
+skipped files, unmatched ground truth and the metric history (inline SVG). A legend explains the
+colours; a click on a thumbnail shows it enlarged (Escape or a click closes it). Opening the page
+with ``#sort=COLUMN`` (or ``#sort=-COLUMN``, descending) sorts the table on load.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ import cv2
 import numpy as np
 
 from kiridashi import io as kio
-from kiridashi.overlay import draw_overlay
+from kiridashi.overlay import COLOURS, draw_overlay
 
 log = logging.getLogger(__name__)
 
-THUMB_PX = 320
+THUMB_PX = 480  # shown at 140 px in the table, at full size when enlarged
 CARDS = (
     ("mean_iou", "mean IoU"),
     ("mean_boundary_f", "boundary F"),
@@ -60,7 +61,13 @@ th,td{border-bottom:1px solid #eee;padding:6px 8px;text-align:left;vertical-alig
 th{cursor:pointer;background:#f0f0f0;position:sticky;top:0;user-select:none}
 th:hover{background:#e4e4e4}
 td.num{font-variant-numeric:tabular-nums}
-td img{width:140px;border-radius:4px;display:block}
+td img{width:140px;border-radius:4px;display:block;cursor:zoom-in}
+#zoom{position:fixed;inset:0;background:rgba(0,0,0,.8);display:flex;align-items:center;
+justify-content:center;cursor:zoom-out;z-index:10}
+#zoom[hidden]{display:none}
+#zoom img{width:min(90vw,960px);height:auto;max-height:92vh;object-fit:contain;border-radius:6px}
+.key{display:flex;flex-wrap:wrap;gap:6px 16px;font-size:12px;margin:0 0 10px;color:#444}
+.swatch{display:inline-block;width:18px;height:4px;margin-right:5px;vertical-align:middle}
 td.name{min-width:150px;max-width:220px;word-break:break-word}
 td.flags{min-width:200px;max-width:280px}
 .bad{color:#b00020;font-weight:600} .ok{color:#1b7f3a}
@@ -86,6 +93,11 @@ function sortTable(th){
   rows.forEach(r=>table.tBodies[0].appendChild(r));
 }
 document.querySelectorAll('th').forEach(th=>th.addEventListener('click',()=>sortTable(th)));
+const zoom=document.getElementById('zoom');
+document.querySelectorAll('td img').forEach(img=>img.addEventListener('click',()=>{
+  zoom.querySelector('img').src=img.src; zoom.querySelector('img').alt=img.alt; zoom.hidden=false;}));
+zoom.addEventListener('click',()=>{zoom.hidden=true;});
+document.addEventListener('keydown',e=>{if(e.key==='Escape') zoom.hidden=true;});
 (function(){
   const m=/^#sort=(-?)([\w.]+)$/.exec(location.hash); if(!m) return;
   const th=document.querySelector(`th[data-key="${m[2]}"]`); if(!th) return;
@@ -162,6 +174,30 @@ def _history_svg(history: list[dict], width: int = 720, height: int = 220) -> st
                      f'text-anchor="{anchor}">{lab[:10]}</text>')  # fmt: skip
     parts.append("</svg>")
     return "".join(parts) + f'<div class="legend">{"".join(legend)}</div>'
+
+
+def _rgb(colour: tuple[int, int, int]) -> str:
+    return "#%02x%02x%02x" % colour
+
+
+def legend_html() -> str:
+    """What the outline and overlay colours mean (the colours the drawings use)."""
+    items = [
+        ((0, 220, 0), "ground-truth outline"),
+        ((255, 0, 255), "predicted outline (cut-out mask)"),
+        ((255, 255, 0), "face box and face points"),
+    ]
+    chars = "".join(
+        f'<span class="swatch" style="background:{_rgb(c)}"></span>' for c in COLOURS
+    )
+    parts = [
+        f'<span><span class="swatch" style="background:{_rgb(c)}"></span>{text}</span>'
+        for c, text in items
+    ]
+    parts.append(f"<span>{chars}character box and pose bones (one colour per character)</span>")
+    parts.append('<span><b style="color:#ff0000">✕</b> point outside its character\'s mask</span>')
+    parts.append("<span>click a picture to enlarge it</span>")
+    return f'<div class="key" id="legend">{"".join(parts)}</div>'
 
 
 def _image_row(entry: dict, report: dict, characters: dict) -> str:
@@ -257,11 +293,13 @@ def render_dashboard(report: dict, history: list[dict] | None = None) -> str:
 {html.escape(report.get("input_dir", ""))} · params {html.escape(str(report.get("params_digest")))}</div>
 <div class="cards" id="summary">{cards}</div>
 <h2>Images (worst first; click a column to sort)</h2>
+{legend_html()}
 <table id="images"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>
 <h2>Skipped ({len(report.get("skipped", []))})</h2><ul id="skipped">{skipped or "<li>none</li>"}</ul>
 <h2>Ground truth without an image ({len(report.get("unmatched_gt", []))})</h2>
 <ul>{unmatched or "<li>none</li>"}</ul>
 <h2>History</h2><div id="history">{_history_svg(history or [])}</div>
+<div id="zoom" hidden><img alt="enlarged"></div>
 <script>{JS}</script>
 <script type="application/json" id="report-summary">{html.escape(json.dumps(s))}</script>
 </body></html>
