@@ -177,7 +177,7 @@ def _history_svg(history: list[dict], width: int = 720, height: int = 220) -> st
 
 
 def _rgb(colour: tuple[int, int, int]) -> str:
-    return "#%02x%02x%02x" % colour
+    return "#{:02x}{:02x}{:02x}".format(*colour)
 
 
 def legend_html() -> str:
@@ -187,9 +187,7 @@ def legend_html() -> str:
         ((255, 0, 255), "predicted outline (cut-out mask)"),
         ((255, 255, 0), "face box and face points"),
     ]
-    chars = "".join(
-        f'<span class="swatch" style="background:{_rgb(c)}"></span>' for c in COLOURS
-    )
+    chars = "".join(f'<span class="swatch" style="background:{_rgb(c)}"></span>' for c in COLOURS)
     parts = [
         f'<span><span class="swatch" style="background:{_rgb(c)}"></span>{text}</span>'
         for c, text in items

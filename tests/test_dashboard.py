@@ -120,7 +120,7 @@ def test_dashboard_has_a_legend_of_its_colours(tmp_path):
     for text in ("ground-truth outline", "predicted outline", "face box", "outside"):
         assert text in legend, text
     for colour in ((0, 220, 0), (255, 0, 255), *COLOURS):  # the colours the drawings use
-        assert "#%02x%02x%02x" % colour in legend
+        assert "#{:02x}{:02x}{:02x}".format(*colour) in legend
 
 
 def test_a_click_on_a_thumbnail_enlarges_it_in_chromium(tmp_path):
