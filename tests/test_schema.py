@@ -76,3 +76,36 @@ def test_a_partial_config_checks_only_its_sections(cfg):
     assert validate(partial, partial=True) is partial
     with pytest.raises(ConfigError):
         validate(partial)  # a whole config misses the other sections
+
+
+@pytest.mark.parametrize("stage", ["preprocess", "detect", "segment", "merge", "evaluate"])
+def test_every_dvc_stage_checks_params_yaml_first(tmp_path, stage):
+    """A bad value in params.yaml ends each stage with one error: line before any input is read."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.conftest import REPO
+
+    params = load_params()
+    params["detect"]["scales"] = [0]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    args = {"evaluate": ["missing", "eval", "reports"]}.get(stage, ["missing", "out"])
+    proc = subprocess.run(
+        [sys.executable, "-m", f"stages.{stage}", *args],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert lines == [
+        "error: invalid setting detect.scales=[0]: expected a non-empty list of numbers each > 0 "
+        "(default [1.0])"
+    ], lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dvc.yaml", "params.yaml"]
