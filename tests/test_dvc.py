@@ -79,6 +79,14 @@ def test_repro_noop_rerun_and_exp_run(project):
     shown = json.loads(dvc(repo, env, "exp", "show", "--json"))
     text = json.dumps(shown)
     assert '"iou"' in text and '"face_rate"' in text
+    # the README's line: the changed parameter beside the headline metrics, in 120 columns
+    table = _run(
+        [sys.executable, "-m", "dvc", "exp", "show", "--no-pager", "--only-changed",
+         "--drop", "Created|.*/", "--keep", "iou$"],
+        repo, {**env, "COLUMNS": "120"},
+    )  # fmt: skip
+    assert "detect.scales" in table and "iou" in table and "…" not in table, table
+    assert max(len(line.rstrip()) for line in table.splitlines()) <= 120
 
 
 def _counts(log: str, step: str) -> tuple[int, int]:
