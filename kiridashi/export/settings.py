@@ -100,7 +100,7 @@ def load_settings(cfg: dict | None) -> ExportSettings:
     method = str(cfg.get("dedup_hash", "phash"))
     if method not in HASHES:
         raise ExportError(f"export.dedup_hash {method!r}: use one of {', '.join(HASHES)}")
-    name = str(cfg.get("name") or "").strip()
+    name = str(cfg.get("name", "demo") or "").strip()
     if not name or "/" in name or "\\" in name or name in (".", ".."):
         raise ExportError(f"export.name {cfg.get('name')!r}: a non-empty name without slashes")
     settings = ExportSettings(
