@@ -93,8 +93,8 @@ def load_report(
 ) -> tuple[dict, str]:
     """(the quality report of ``results``, where it came from).
 
-    An explicit ``report_path`` must exist and belong to this run. Without one, the report
-    beside the results is used when it belongs to this run; else the report is built now
+    An explicit ``report_path`` must exist and belong to this run. Without one, the first of
+    :func:`report_candidates` that belongs to this run is used; else the report is built now
     (``evaluate`` settings, cached per image like ``kiridashi check``) and not written.
     """
     if report_path is not None:
@@ -105,16 +105,23 @@ def load_report(
                 f"run `kiridashi check --results {results_path}` or the evaluate stage again"
             )
         return report, str(report_path)
-    beside = results_path.parent / REPORT
-    if beside.is_file():
+    for candidate in report_candidates(results_path):
+        if not candidate.is_file():
+            continue
         try:
-            report = kio.read_json(beside)
+            report = kio.read_json(candidate)
         except (OSError, ValueError):
             report = {}
         if isinstance(report, dict) and same_run(report, results):
-            return report, str(beside)
-        log.info("%s is of another run: checking the crops again", beside)
+            return report, str(candidate)
+        log.info("%s is of another run", candidate)
     return build_report(results_path, evaluate_cfg, cache), "built now (evaluate settings)"
+
+
+def report_candidates(results_path: Path) -> list[Path]:
+    """Where a quality report of ``results_path`` may be: beside it (``kiridashi extract``,
+    ``kiridashi check``), else in the DVC pipeline's ``data/eval`` beside ``data/output``."""
+    return [results_path.parent / REPORT, results_path.parent.parent / "eval" / REPORT]
 
 
 def list_crops(results: dict, report: dict, out_dir: Path) -> list[Crop]:
