@@ -9,6 +9,7 @@ kiridashi models list|fetch NAME|path                        model files
 kiridashi params [--check]                                   compose conf/ into params.yaml
 kiridashi config show [overrides] | list [GROUP]             the composed config, group options
 kiridashi demo OUT_DIR                                       build the demo dataset
+kiridashi export OUT_DIR DATASET_DIR [--format kohya|folder]  LoRA-ready training set
 
 A mistake in a path, a setting or an input is one `error:` line and exit 2; --debug shows the
 traceback of any failure.
@@ -111,8 +112,34 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     report = kio.read_document(report_path, "a unified_quality_report.json", "summary")
     runs = history.load(Path(args.history) if args.history else None)
     runs = history.same_dataset(runs, report.get("input_dir"))[-HISTORY_RUNS:]
-    write_dashboard(report, out, runs)
+    export = kio.read_json(Path(args.export)) if args.export else None
+    write_dashboard(report, out, runs, export)
     print(f"dashboard: {out}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from kiridashi.cache import open_cache
+    from kiridashi.export.dataset import export_dataset, summary_text
+    from kiridashi.export.settings import ExportError
+    from kiridashi.schema import compose_valid
+
+    overrides = list(args.overrides)
+    overrides += [f"export.{k}={v}" for k in ("format", "name") if (v := getattr(args, k))]
+    cfg = compose_valid(overrides)  # a bad setting: one error: line, exit 2 (kiridashi.errors)
+    try:
+        report = Path(args.report) if args.report else None
+        doc = export_dataset(
+            Path(args.results_dir),
+            Path(args.dataset_dir),
+            cfg,
+            open_cache(cfg.get("cache")),
+            report,
+        )
+    except ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(summary_text(doc, Path(args.dataset_dir)))
     return 0
 
 
@@ -218,7 +245,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", required=True, help="path to unified_quality_report.json")
     p.add_argument("--out", help="output HTML (default: dashboard.html beside the report)")
     p.add_argument("--history", help="history file for the chart (default: the repo's)")
+    p.add_argument("--export", help="an export_report.json: show its near-duplicate groups too")
     p.set_defaults(func=cmd_dashboard)
+
+    p = sub.add_parser("export", help="LoRA-ready training set from an output folder")
+    p.add_argument("results_dir", help="output folder (extraction_results.json, crops/)")
+    p.add_argument("dataset_dir", help="training-set folder to write (replaced when complete)")
+    p.add_argument("--format", choices=["kohya", "folder"], help="layout (export.format)")
+    p.add_argument("--name", help="concept / trigger word (export.name)")
+    p.add_argument(
+        "--report", help="quality report (default: the one beside the results, else built now)"
+    )
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. export.side=768")
+    p.set_defaults(func=cmd_export)
 
     from kiridashi.history import add_parser as add_trend_parser
     from kiridashi.overlay import add_parser as add_overlay_parser

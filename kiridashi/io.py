@@ -27,6 +27,7 @@ DEFAULT_MAX_PIXELS = 64_000_000  # a 8000x8000 CG is fine, a forged 50k x 50k he
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 _FILE_MODE = 0o666 & ~_UMASK  # what open() would give; mkstemp alone gives 0600
+DIR_MODE = 0o777 & ~_UMASK  # what mkdir would give; mkdtemp alone gives 0700
 
 # We check the pixel count ourselves (with a clear message) before decoding.
 Image.MAX_IMAGE_PIXELS = None

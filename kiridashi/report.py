@@ -4,9 +4,10 @@ One file, no network: inline CSS and JS, thumbnails as base64 JPEG data URIs. Se
 cards, a per-image table that sorts by any column (worst first: lowest IoU, then the most flags),
 thumbnails with the ground-truth outline (green) and the predicted outline (magenta), the
 face/pose overlay (red crosses: points outside the mask), no-reference flags with their reasons,
-skipped files, unmatched ground truth and the metric history (inline SVG). A legend explains the
-colours; a click on a thumbnail shows it enlarged (Escape or a click closes it). Opening the page
-with ``#sort=COLUMN`` (or ``#sort=-COLUMN``, descending) sorts the table on load.
+skipped files, unmatched ground truth, the metric history (inline SVG) and, for a training-set
+export, its near-duplicate groups and the crops it left out. A legend explains the colours; a
+click on a thumbnail shows it enlarged (Escape or a click closes it). Opening the page with
+``#sort=COLUMN`` (or ``#sort=-COLUMN``, descending) sorts the table on load.
 """
 
 from __future__ import annotations
@@ -77,6 +78,11 @@ margin:1px;font-size:12px}
 svg{background:#fff;border:1px solid #ddd;border-radius:8px}
 .legend span{margin-right:14px;font-size:12px}
 .why{display:block;color:#8a1020;font-size:11px;margin-bottom:4px}
+.group{display:flex;flex-wrap:wrap;gap:8px;background:#fff;border:1px solid #ddd;border-radius:8px;
+padding:8px;margin:6px 0}
+.group figure{margin:0;width:112px;font-size:11px;color:#666;word-break:break-word}
+.group img{width:112px;height:112px;object-fit:contain;background:#ccc;border-radius:4px;
+border:3px solid transparent} .group .kept img{border-color:#1b7f3a}
 """
 
 JS = r"""
@@ -254,8 +260,55 @@ def _image_row(entry: dict, report: dict, characters: dict) -> str:
     return f'<tr class="img-row">{"".join(cells)}</tr>'
 
 
-def render_dashboard(report: dict, history: list[dict] | None = None) -> str:
-    """The dashboard HTML for ``report`` (a unified quality report dict)."""
+GROUP_THUMB_PX = 112
+
+
+def _crop_thumb(path: Path) -> str:
+    """A data URI of a crop composited on mid-gray (its transparent parts visible as such)."""
+    try:
+        img = kio.load_image(path)
+    except (kio.BadInput, OSError):
+        return ""
+    rgb = img.rgb.astype(np.float32)
+    if img.alpha is not None:
+        a = img.alpha.astype(np.float32)[:, :, None] / 255.0
+        rgb = rgb * a + 204.0 * (1.0 - a)
+    return _data_uri(rgb.round().astype(np.uint8), GROUP_THUMB_PX)
+
+
+def _export_section(export: dict) -> str:
+    """Near-duplicate groups (kept crop outlined green) and the crops the export left out."""
+    out_dir = Path(export.get("results", ".")).parent
+    s = export.get("summary", {})
+    groups = []
+    for g in export.get("groups", []):
+        figures = "".join(
+            f'<figure class="{"kept" if m["crop"] == g["kept"] else "dup"}">'
+            f'<img alt="crop" src="{_crop_thumb(out_dir / m["crop"])}">'
+            f"{html.escape(m['crop'].split('/', 1)[-1])}<br>"
+            f"{'kept' if m['crop'] == g['kept'] else str(m['distance']) + ' bits'}</figure>"
+            for m in g["members"]
+        )
+        groups.append(f'<div class="group">{figures}</div>')
+    dropped = "".join(
+        f"<li>{html.escape(d['crop'])}: {html.escape('; '.join(d['reasons']))}</li>"
+        for d in export.get("dropped", [])
+    )
+    return (
+        f"<h2>Training-set export: {s.get('kept', 0)} of {s.get('crops', 0)} crops kept "
+        f"({html.escape(str(export.get('format')))}, {html.escape(str(export.get('folder')))})</h2>"
+        f"<h3>Near-duplicate groups ({len(groups)}; green: the crop kept)</h3>"
+        f'<div id="dedup-groups">{"".join(groups) or "<p class=note>none</p>"}</div>'
+        f"<h3>Left out ({s.get('dropped', 0)})</h3>"
+        f'<ul id="export-dropped">{dropped or "<li>none</li>"}</ul>'
+    )
+
+
+def render_dashboard(
+    report: dict, history: list[dict] | None = None, export: dict | None = None
+) -> str:
+    """The dashboard HTML for ``report`` (a unified quality report dict); ``export``: an
+    ``export_report.json`` whose groups and left-out crops get their own section."""
     characters: dict[str, list] = {}
     try:
         results = kio.read_json(Path(report["results"]))
@@ -298,12 +351,15 @@ def render_dashboard(report: dict, history: list[dict] | None = None) -> str:
 <ul>{unmatched or "<li>none</li>"}</ul>
 <h2>History</h2><div id="history">{_history_svg(history or [])}</div>
 <div id="zoom" hidden><img alt="enlarged"></div>
+{_export_section(export) if export else ""}
 <script>{JS}</script>
 <script type="application/json" id="report-summary">{html.escape(json.dumps(s))}</script>
 </body></html>
 """
 
 
-def write_dashboard(report: dict, path: Path, history: list[dict] | None = None) -> None:
+def write_dashboard(
+    report: dict, path: Path, history: list[dict] | None = None, export: dict | None = None
+) -> None:
     """Write the dashboard atomically to ``path``."""
-    kio.atomic_write_text(Path(path), render_dashboard(report, history))
+    kio.atomic_write_text(Path(path), render_dashboard(report, history, export))

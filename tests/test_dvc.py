@@ -148,3 +148,34 @@ def test_two_queued_experiments_share_the_cache(project):
     shown = _exp_metrics(json.loads(dvc(repo, env, "exp", "show", "--json")))
     for key in ("iou", "boundary_f", "recall", "processed"):
         assert shown["pad-a"][key] == shown["pad-b"][key] == shown["pad-seq"][key], key
+
+
+def test_export_stage_reruns_alone_after_a_side_change(project):
+    """With the export stage enabled, `dvc exp run -S export.side=768` runs only `export`.
+
+    (The issue asked for `export.size`: DVC's run cache drops params named `size` from its key,
+    so such an experiment would restore the old dataset; see test_config.)
+    """
+    from PIL import Image
+
+    repo, env = project
+    conf = repo / "conf" / "export" / "default.yaml"
+    conf.write_text(conf.read_text().replace("enabled: false", "enabled: true", 1))
+    _run([sys.executable, "-m", "kiridashi.cli", "params"], repo, env)
+    first = dvc(repo, env, "repro")
+    assert "export.image: computed" in first, first[-3000:]
+    folder = repo / "data" / "dataset" / "10_demo"
+    images = sorted(folder.glob("*.png"))
+    assert images and len(images) == len(sorted(folder.glob("*.txt")))
+    assert all(Image.open(p).size == (1024, 1024) for p in images)
+    report = json.loads((repo / "data" / "dataset" / "export_report.json").read_text())
+    assert report["summary"]["kept"] == len(images)
+    _run(["git", "add", "-A"], repo, env)
+    _run(["git", "commit", "-qm", "export enabled"], repo, env)
+
+    exp = dvc(repo, env, "exp", "run", "-S", "export.side=768")
+    for stage in ("preprocess", "detect", "segment", "merge", "evaluate"):
+        assert f"Stage '{stage}' didn't change, skipping" in exp, (stage, exp[-3000:])
+    assert "Running stage 'export'" in exp
+    images = sorted(folder.glob("*.png"))
+    assert images and all(Image.open(p).size == (768, 768) for p in images)
