@@ -8,7 +8,7 @@ comma  := ,
 # the default run skips tests marked slow; CI runs them too (it has 90 minutes)
 PYTEST_ARGS ?= $(if $(CI),,-m "not slow")
 
-.PHONY: venv demo test test-all lint format params bench clean-outputs
+.PHONY: venv demo test test-all lint format params bench clean-outputs release
 
 $(BIN)/.installed-$(subst $(comma),-,$(EXTRAS)): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,13 @@ params: venv
 
 bench: venv
 	$(BIN)/python -m bench.run_all
+
+# A release: `make release VERSION=x.y.z` checks a clean tree (and no image under data/ in git),
+# measures the pipeline on the demo set, writes the version, prepends its CHANGELOG.md entry,
+# commits and tags vX.Y.Z (see kiridashi/release.py). Run `make venv` first.
+RELEASE_DEMO_N ?= 16
+release:
+	$(BIN)/python -m kiridashi.release "$(VERSION)" --demo-n $(RELEASE_DEMO_N) --repo "$(CURDIR)"
 
 clean-outputs:
 	rm -rf data/work data/output data/eval

@@ -16,7 +16,7 @@ import yaml
 from kiridashi.cache import REPO_ROOT, find_repo_root, main_repo_root
 
 CONF_DIR = REPO_ROOT / "conf"
-STAGE_SECTIONS = ("preprocess", "detect", "segment", "merge", "evaluate")
+STAGE_SECTIONS = ("preprocess", "detect", "segment", "merge", "evaluate", "export")
 
 
 def compose(overrides: list[str] | None = None, conf_dir: Path = CONF_DIR) -> dict[str, Any]:

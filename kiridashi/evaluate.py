@@ -319,7 +319,7 @@ def build_report(
     """
     cfg = cfg or {}
     results_path = Path(results_path)
-    results = kio.read_json(results_path)
+    results = kio.read_document(results_path, "an extraction_results.json", "images")
     out_dir = results_path.parent
     input_dir = resolve_input_dir(results.get("input_dir"), results_path)
     match_iou = float(cfg.get("character_match_iou", 0.5))
@@ -355,8 +355,13 @@ def build_report(
 
 
 def flat_metrics(report: dict) -> dict[str, Any]:
-    """``metrics.json`` content: the summary's numbers (what ``dvc exp show`` lists)."""
-    return {k: v for k, v in report["summary"].items() if isinstance(v, (int, float)) or v is None}
+    """``metrics.json`` content: the summary's headline numbers under short names, so that
+    ``dvc exp show`` fits them and the changed parameters into 120 columns
+    (:data:`kiridashi.history.METRICS_JSON`; the rest of the summary is in the report)."""
+    from kiridashi.history import METRICS_JSON
+
+    summary = report["summary"]
+    return {short: summary.get(name) for short, name in METRICS_JSON.items()}
 
 
 def per_image_csv(report: dict) -> str:
@@ -412,12 +417,16 @@ def run_evaluation(
     dashboard: bool = True,
     label: str | None = None,
     cache: ResultCache | None = None,
+    record_history: bool = False,
 ) -> dict:
     """Report, metrics, plots data, history record and dashboard for one output folder.
 
     report_dir: where ``unified_quality_report.json`` and ``dashboard.html`` go (default: beside
     the results). metrics_dir: where ``metrics.json`` and ``per_image.csv`` go (default: none).
     cache: per-image report entries are reused from it (see :func:`build_report`).
+    record_history: append the run to the history (``kiridashi trend``): the DVC pipeline and
+    ``kiridashi check`` do, ``kiridashi extract`` only when asked (``--history``), so ad-hoc
+    runs into scratch folders stay out of it. ``evaluate.history: false`` turns it off everywhere.
     """
     from kiridashi import history
 
@@ -430,7 +439,7 @@ def run_evaluation(
         kio.atomic_write_json(Path(metrics_dir) / "metrics.json", flat_metrics(report))
         kio.atomic_write_text(Path(metrics_dir) / "per_image.csv", per_image_csv(report))
     runs = []
-    if cfg.get("history", True) and report["summary"]["processed"]:
+    if record_history and cfg.get("history", True) and report["summary"]["processed"]:
         try:
             history.append(history.make_record(report, label))
             runs = history.same_dataset(history.load(), report["input_dir"])

@@ -6,6 +6,11 @@ input folder, flat metrics) to the history file: ``$KIRIDASHI_HISTORY``, else
 DVC experiments can also be read directly from ``dvc exp show --json``, so experiments are ranked
 without re-running anything. ``kiridashi trend`` compares runs on the same input folder as the
 latest one. All tracked metrics are higher-is-better.
+
+Only runs of the project's own pipeline are recorded: the DVC ``evaluate`` stage, ``kiridashi
+check``, and ``kiridashi extract --history``. The latest run is compared with its baseline: an
+experiment (``dvc exp run``) with the commit it ran on, never with a sibling experiment; a plain
+run with the plain run before it.
 """
 
 from __future__ import annotations
@@ -38,6 +43,19 @@ TRACKED = (
     "pose_landmarks_inside",
 )
 DEFAULT_TOLERANCE = 0.01
+# metrics.json (what `dvc exp show` lists): short name -> name in the report's summary
+METRICS_JSON = {
+    "iou": "mean_iou",
+    "iou_single": "single_mean_iou",
+    "iou_multi": "multi_mean_iou",
+    "boundary_f": "mean_boundary_f",
+    "recall": "character_recall",
+    "precision": "character_precision",
+    "face_rate": "face_detection_rate",
+    "pose_rate": "pose_detection_rate",
+    "processed": "processed",
+    "skipped": "skipped",
+}
 
 
 def history_path() -> Path:
@@ -109,7 +127,9 @@ def _find_metrics(node) -> dict:
     out: dict = {}
     for file_entry in (node.get("metrics") or {}).values():
         data = (file_entry or {}).get("data") or {}
-        out.update({k: v for k, v in data.items() if isinstance(v, (int, float))})
+        out.update(
+            {METRICS_JSON.get(k, k): v for k, v in data.items() if isinstance(v, (int, float))}
+        )
     return out
 
 
@@ -194,7 +214,7 @@ class TrendResult:
     previous: dict | None
     best: dict[str, dict] = field(default_factory=dict)
     regressions: list[str] = field(default_factory=list)
-    better: str | None = None  # label of the better of latest/previous
+    better: str | None = None  # label of the better of latest/previous (its baseline)
     below_best: list[str] = field(default_factory=list)  # latest vs the best, per metric
     best_overall: str | None = None  # the run that is best in the most metrics
 
@@ -206,7 +226,48 @@ class TrendResult:
 def _label(rec: dict | None, i: int | None = None) -> str:
     if rec is None:
         return "-"
-    return str(rec.get("label") or rec.get("dvc_exp") or rec.get("git_rev") or rec.get("time") or i)
+    name = rec.get("label") or rec.get("dvc_exp")
+    if name:
+        return str(name)
+    rev, when = rec.get("git_rev"), rec.get("time")
+    if rev and when:  # several runs of one revision stay apart
+        return f"{rev}@{str(when)[5:16]}"
+    return str(rev or when or i)
+
+
+def is_experiment(rec: dict) -> bool:
+    """A DVC experiment's record rather than a plain run: ``dvc exp show`` records name their
+    baseline commit (None for commits); history-file records carry the experiment's name."""
+    if "baseline" in rec:
+        return rec["baseline"] is not None
+    return bool(rec.get("dvc_exp"))
+
+
+def baseline_of(history: list[dict], latest: dict) -> dict | None:
+    """The run ``latest`` is compared with: for an experiment, the run of its baseline commit
+    (``dvc exp show``: the commit it hangs under; the history file: the latest plain run of the
+    same revision, else the latest plain run); for a plain run, the plain run before it. Sibling
+    experiments are never each other's baseline."""
+    earlier = history[: next(i for i, r in enumerate(history) if r is latest)]
+    plain = [r for r in earlier if not is_experiment(r)]
+    if base := latest.get("baseline"):
+        named = [r for r in plain if base in (r.get("label"), r.get("dvc_exp"), r.get("git_rev"))]
+        named = named or [
+            r for r in history if r is not latest and not is_experiment(r) and _label(r) == base
+        ]
+        return named[-1] if named else None
+    if latest.get("dvc_exp"):
+        same_rev = [r for r in plain if r.get("git_rev") == latest.get("git_rev")]
+        return (same_rev or plain or [None])[-1]
+    return plain[-1] if plain else None
+
+
+def changed_params(rec: dict, base: dict | None) -> dict:
+    """The params of ``rec`` that differ from ``base``'s (records that carry params)."""
+    if not base or not rec.get("params") or not base.get("params"):
+        return {}
+    a, b = rec["params"], base["params"]
+    return {k: a.get(k) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
 
 
 def same_dataset(history: list[dict], input_dir: str | None = None) -> list[dict]:
@@ -222,14 +283,15 @@ def trend(
     tolerance: float | dict[str, float] = DEFAULT_TOLERANCE,
     metrics=TRACKED,
 ) -> TrendResult:
-    """Compare the latest record with the previous one and with the best of each metric.
+    """Compare the latest record with its baseline (:func:`baseline_of`) and with the best of
+    each metric.
 
     A regression is a metric of the latest run more than ``tolerance`` (absolute, per metric when
-    a dict) below the previous run's.
+    a dict) below the baseline's. Equal values are never "below".
     """
     metrics = tuple(m for m in metrics if any(m in r.get("metrics", {}) for r in history))
     latest = history[-1] if history else None
-    previous = history[-2] if len(history) > 1 else None
+    previous = baseline_of(history, latest) if latest is not None else None
     res = TrendResult(metrics, latest, previous)
     for m in metrics:
         scored = [r for r in history if isinstance(r.get("metrics", {}).get(m), (int, float))]
@@ -239,8 +301,8 @@ def trend(
     for m, rec in res.best.items():
         wins_by_run[id(rec)] = wins_by_run.get(id(rec), 0) + 1
         value = (latest or {}).get("metrics", {}).get(m)
-        if rec is not latest and isinstance(value, (int, float)):
-            best = rec["metrics"][m]
+        best = rec["metrics"][m]
+        if rec is not latest and isinstance(value, (int, float)) and value < best:
             res.below_best.append(f"{m} {value:.4f} vs best {best:.4f} ({_label(rec)})")
     if wins_by_run:
         top = max(history, key=lambda r: wins_by_run.get(id(r), 0))
@@ -279,8 +341,10 @@ def format_trend(history: list[dict], res: TrendResult) -> str:
         lines.append(f"best run: {res.best_overall} (best in the most metrics)")
     lines += [f"latest below best: {b}" for b in res.below_best]
     if res.previous is not None:
-        lines.append(f"latest {_label(res.latest)} vs previous {_label(res.previous)}: "
+        lines.append(f"latest {_label(res.latest)} vs baseline {_label(res.previous)}: "
                      f"better = {res.better}")  # fmt: skip
+    elif res.latest is not None and len(history) > 1:
+        lines.append(f"latest {_label(res.latest)}: no baseline run to compare with")
     lines += [f"REGRESSION: {r}" for r in res.regressions]
     if res.previous is not None and res.ok:
         lines.append("no regression")
@@ -288,15 +352,22 @@ def format_trend(history: list[dict], res: TrendResult) -> str:
 
 
 def _param_differences(history: list[dict]) -> list[str]:
-    """One line per run with the params that differ between runs (DVC records carry params)."""
+    """What each run changed (DVC records carry params): an experiment against its baseline,
+    other runs in the params that vary between runs."""
     with_params = [r for r in history if r.get("params")]
     keys = sorted({k for r in with_params for k in r["params"]})
     varying = [k for k in keys if len({json.dumps(r["params"].get(k)) for r in with_params}) > 1]
-    return [
-        f"  {_label(r)}: " + ", ".join(f"{k}={json.dumps(r['params'].get(k))}" for k in varying)
-        for r in with_params
-        if varying
-    ]
+    lines = []
+    for r in with_params:
+        base = baseline_of(history, r) if r.get("baseline") else None
+        if base is not None:
+            changed = changed_params(r, base)
+            shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in changed.items()) or "nothing"
+            lines.append(f"  {_label(r)} (vs {_label(base)}): {shown}")
+        elif varying:
+            shown = ", ".join(f"{k}={json.dumps(r['params'].get(k))}" for k in varying)
+            lines.append(f"  {_label(r)}: {shown}")
+    return lines
 
 
 def configured_tolerance() -> float:

@@ -27,6 +27,7 @@ DEFAULT_MAX_PIXELS = 64_000_000  # a 8000x8000 CG is fine, a forged 50k x 50k he
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 _FILE_MODE = 0o666 & ~_UMASK  # what open() would give; mkstemp alone gives 0600
+DIR_MODE = 0o777 & ~_UMASK  # what mkdir would give; mkdtemp alone gives 0700
 
 # We check the pixel count ourselves (with a clear message) before decoding.
 Image.MAX_IMAGE_PIXELS = None
@@ -415,3 +416,21 @@ def atomic_write_png(path: Path, array: np.ndarray) -> None:
 def read_json(path: Path) -> dict:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def read_document(path: Path, what: str, required: str) -> dict:
+    """A JSON document the user named (``what``: e.g. ``extraction_results.json``) that must
+    hold the key ``required``; anything else is BadInput with one line saying so."""
+    path = Path(path)
+    if not path.exists():
+        raise BadInput(f"{path}: not found (expected {what})")
+    if path.is_dir():
+        raise BadInput(f"{path}: is a folder (expected {what})")
+    try:
+        doc = read_json(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not JSON"
+        raise BadInput(f"{path}: {reason} (expected {what})") from None
+    if not isinstance(doc, dict) or required not in doc:
+        raise BadInput(f"{path}: not {what} (it has no {required!r})")
+    return doc

@@ -106,7 +106,7 @@ def overlay_results(results_path: Path, out_dir: Path | None = None) -> list[dic
     from kiridashi.metrics import boundary_tolerance
 
     results_path = Path(results_path)
-    doc = kio.read_json(results_path)
+    doc = kio.read_document(results_path, "an extraction_results.json", "images")
     root = results_path.parent
     out_dir = Path(out_dir) if out_dir else root / "overlays"
     input_dir = Path(doc.get("input_dir") or ".")

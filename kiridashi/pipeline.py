@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 import multiprocessing
+import os
 import sys
 import time
 from collections import Counter
@@ -28,9 +29,11 @@ from typing import Any
 from kiridashi import __version__
 from kiridashi import io as kio
 from kiridashi.cache import open_cache, params_digest
-from kiridashi.config import ConfigError, check_settings, resolve_models_dir
+from kiridashi.config import ConfigError, resolve_models_dir
+from kiridashi.errors import OutputWriteError
 from kiridashi.models import ModelError
 from kiridashi.runner import SCHEMA_VERSION, STEPS, Runner, Skipped, Source, output_stem
+from kiridashi.schema import validate
 from kiridashi.threads import limit_threads
 
 log = logging.getLogger(__name__)
@@ -53,7 +56,7 @@ def make_runner(cfg: dict, jobs: int = 1) -> Runner:
     Start-up checks come first: settings every image depends on (ConfigError) and the model
     files of the enabled detectors (a missing optional one: one warning line, before any image).
     """
-    check_settings(cfg)
+    validate(cfg, partial=True)
     limit_threads(jobs)
     models_dir = resolve_models_dir(cfg.get("models_dir"))
     if detectors := (cfg.get("detect") or {}).get("detectors"):
@@ -135,13 +138,6 @@ def sources_from_manifest(manifest: dict) -> tuple[list[Source], list[dict]]:
 # ------------------------------------------------------------------------------ stages
 
 
-class OutputWriteError(OSError):
-    """The output folder cannot be written (read-only, full, no permission): the run stops.
-
-    Everything written before stays as it is; the message is one line for the user.
-    """
-
-
 _FATAL_ERRNOS = {errno.EACCES, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EPERM}
 # errors that concern every image alike (an unwritable output folder, a missing model file, an
 # invalid setting): the run stops once with the reason instead of skipping image after image
@@ -162,6 +158,15 @@ def exit_on_fatal():
         raise SystemExit(f"error: {fatal_message(exc)}") from None
 
 
+def stage_params() -> dict:
+    """``params.yaml`` for a DVC stage, checked whole at start-up (:mod:`kiridashi.schema`): a bad
+    setting ends the stage with one ``error:`` line before any image is read."""
+    from kiridashi.schema import load_valid_params
+
+    with exit_on_fatal():
+        return load_valid_params()
+
+
 def attempt(
     runner: Runner,
     step: str,
@@ -173,28 +178,28 @@ def attempt(
 
     A bad or failing image gets ``status: skipped`` and a one-line ``reason``.
     """
+    runner.begin_image()
+    ok = False
     try:
         value = getattr(runner, step)(src)
         record["content_hash"] = src.hash
         record["status"] = "ok"
         if on_result is not None:
             on_result(src, value, record)
+        ok = True
         return record
     except FATAL:
         raise
     except (Skipped, kio.BadInput) as exc:
-        if isinstance(exc, kio.BadInput):
-            runner.counts[step]["skipped"] += 1
         reason, level = str(exc), logging.WARNING
     except MemoryError:
-        runner.counts[step]["skipped"] += 1
         reason, level = f"{step} failed: out of memory", logging.ERROR
     except Exception as exc:  # noqa: BLE001 - one broken image must not stop a batch
-        runner.counts[step]["skipped"] += 1
         reason = f"{step} failed: {type(exc).__name__}: {exc}".splitlines()[0]
         level = logging.ERROR
         log.debug("traceback for %s", src.rel, exc_info=True)
     finally:
+        runner.end_image(step, ok)
         src.release()
     record.update(status="skipped", reason=reason)
     log.log(level, "skipped %s: %s", src.rel, reason)
@@ -205,10 +210,12 @@ def attempt(
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(cfg: dict, step: str, on_result, jobs: int) -> None:
+def _worker_init(cfg: dict, step: str, on_result, jobs: int, parent_pid: int) -> None:
     from kiridashi.detectors.base import set_missing_model_level
+    from kiridashi.lifeline import die_with_parent
     from kiridashi.logs import setup_logging
 
+    die_with_parent(parent_pid)  # a killed run leaves no worker behind
     setup_logging()
     set_missing_model_level(logging.DEBUG)  # the parent's make_runner has reported them
     _WORKER.update(runner=make_runner(cfg, jobs), step=step, on_result=on_result)
@@ -220,6 +227,18 @@ def _worker_run(src: Source, record: dict) -> tuple[dict, Counter]:
     before = runner.tally()
     record = attempt(runner, _WORKER["step"], src, record, _WORKER["on_result"])
     return record, runner.tally() - before
+
+
+def steps_upto(step: str) -> tuple[str, ...]:
+    """The steps an image goes through up to and including ``step``."""
+    return STEPS[: STEPS.index(step) + 1]
+
+
+def count_skipped(runner: Runner, step: str, n: int = 1) -> None:
+    """Count ``n`` inputs skipped before ``step`` ran (unreadable, or skipped by an earlier
+    stage) as skipped in ``step`` and every step before it that this runner reports."""
+    for s in steps_upto(step):
+        runner.counts[s]["skipped"] += n
 
 
 def run_step(
@@ -240,7 +259,7 @@ def run_step(
     todo = []
     for i, record in enumerate(records):
         if record.get("status") == "skipped":
-            runner.counts[step]["skipped"] += 1
+            count_skipped(runner, step)
         else:
             todo.append(i)
     bar = progress(None, len(todo), step)
@@ -257,7 +276,7 @@ def run_step(
         max_workers=jobs,
         mp_context=ctx,
         initializer=_worker_init,
-        initargs=(runner.cfg, step, on_result, jobs),
+        initargs=(runner.cfg, step, on_result, jobs, os.getpid()),
     ) as pool:
         futures = {pool.submit(_worker_run, sources[i], records[i]): i for i in todo}
         for fut in as_completed(futures):
@@ -271,7 +290,7 @@ def run_step(
             except Exception as exc:  # noqa: BLE001 - a crashed worker loses one image only
                 record = records[i]
                 record.update(status="skipped", reason=f"{step} worker failed: {exc}")
-                delta = Counter({("step", step, "skipped"): 1})
+                delta = Counter({("step", s, "skipped"): 1 for s in steps_upto(step)})
                 log.error("skipped %s: %s", sources[i].rel, record["reason"])
             runner.add_tally(delta)
             records[i].clear()
@@ -309,6 +328,7 @@ def run_manifest_stage(
     cfg = _stage_cfg(step, params, upstream)
     with exit_on_fatal():
         runner = make_runner(cfg)
+        count_skipped(runner, step, len(report.get("skipped_files", [])))
         run_step(runner, step, sources, records, describe, jobs=int(cfg.get("jobs", 1)))
     manifest = {
         "schema_version": SCHEMA_VERSION,
@@ -399,8 +419,10 @@ def results_document(
         "params": {k: cfg[k] for k in STEPS if k in cfg},
         "params_digest": params_digest({k: cfg[k] for k in STEPS if k in cfg}),
         "summary": {
-            "images": len(records),
-            "processed": len(ok),
+            "images": len(records) + len(report.get("skipped_files", [])),  # every input
+            "processed": len(ok),  # = computed + reused
+            "computed": runner.counts["merge"]["computed"],
+            "reused": runner.counts["merge"]["reused"],
             "skipped": len(skipped),
             "characters": sum(len(r.get("characters", [])) for r in ok),
             "seconds": round(seconds, 2),
@@ -428,6 +450,7 @@ def write_results(
     """
     out_dir = Path(out_dir)
     remove_stale_temp_files(out_dir)
+    count_skipped(runner, "merge", len(report.get("skipped_files", [])))
     t0 = time.perf_counter()
     done = 0
 
@@ -452,9 +475,10 @@ def _json_bytes(doc: dict) -> bytes:
 
 def summary_lines(doc: dict, out_dir: Path) -> list[str]:
     s = doc["summary"]
+    reuse = f" ({s['computed']} computed, {s['reused']} reused)" if "reused" in s else ""
     lines = [
-        f"{s['processed']} of {s['images']} images processed, {s['characters']} characters, "
-        f"{s['skipped']} skipped, {s['seconds']:.1f} s "
+        f"{s['processed']} of {s['images']} images processed{reuse}, {s['skipped']} skipped; "
+        f"{s['characters']} characters, {s['seconds']:.1f} s "
         f"({s['seconds'] / max(1, s['images']):.2f} s/image)"
     ]
     lines += [f"  skipped {k['source']}: {k['reason']}" for k in doc["skipped"]]

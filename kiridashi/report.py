@@ -4,7 +4,9 @@ One file, no network: inline CSS and JS, thumbnails as base64 JPEG data URIs. Se
 cards, a per-image table that sorts by any column (worst first: lowest IoU, then the most flags),
 thumbnails with the ground-truth outline (green) and the predicted outline (magenta), the
 face/pose overlay (red crosses: points outside the mask), no-reference flags with their reasons,
-skipped files, unmatched ground truth and the metric history (inline SVG). Opening the page with
+skipped files, unmatched ground truth, the metric history (inline SVG) and, for a training-set
+export, its near-duplicate groups and the crops it left out. A legend explains the colours; a
+click on a thumbnail shows it enlarged (Escape or a click closes it). Opening the page with
 ``#sort=COLUMN`` (or ``#sort=-COLUMN``, descending) sorts the table on load.
 """
 
@@ -20,11 +22,11 @@ import cv2
 import numpy as np
 
 from kiridashi import io as kio
-from kiridashi.overlay import draw_overlay
+from kiridashi.overlay import COLOURS, draw_overlay
 
 log = logging.getLogger(__name__)
 
-THUMB_PX = 320
+THUMB_PX = 480  # shown at 140 px in the table, at full size when enlarged
 CARDS = (
     ("mean_iou", "mean IoU"),
     ("mean_boundary_f", "boundary F"),
@@ -60,7 +62,13 @@ th,td{border-bottom:1px solid #eee;padding:6px 8px;text-align:left;vertical-alig
 th{cursor:pointer;background:#f0f0f0;position:sticky;top:0;user-select:none}
 th:hover{background:#e4e4e4}
 td.num{font-variant-numeric:tabular-nums}
-td img{width:140px;border-radius:4px;display:block}
+td img{width:140px;border-radius:4px;display:block;cursor:zoom-in}
+#zoom{position:fixed;inset:0;background:rgba(0,0,0,.8);display:flex;align-items:center;
+justify-content:center;cursor:zoom-out;z-index:10}
+#zoom[hidden]{display:none}
+#zoom img{width:min(90vw,960px);height:auto;max-height:92vh;object-fit:contain;border-radius:6px}
+.key{display:flex;flex-wrap:wrap;gap:6px 16px;font-size:12px;margin:0 0 10px;color:#444}
+.swatch{display:inline-block;width:18px;height:4px;margin-right:5px;vertical-align:middle}
 td.name{min-width:150px;max-width:220px;word-break:break-word}
 td.flags{min-width:200px;max-width:280px}
 .bad{color:#b00020;font-weight:600} .ok{color:#1b7f3a}
@@ -70,6 +78,11 @@ margin:1px;font-size:12px}
 svg{background:#fff;border:1px solid #ddd;border-radius:8px}
 .legend span{margin-right:14px;font-size:12px}
 .why{display:block;color:#8a1020;font-size:11px;margin-bottom:4px}
+.group{display:flex;flex-wrap:wrap;gap:8px;background:#fff;border:1px solid #ddd;border-radius:8px;
+padding:8px;margin:6px 0}
+.group figure{margin:0;width:112px;font-size:11px;color:#666;word-break:break-word}
+.group img{width:112px;height:112px;object-fit:contain;background:#ccc;border-radius:4px;
+border:3px solid transparent} .group .kept img{border-color:#1b7f3a}
 """
 
 JS = r"""
@@ -86,6 +99,11 @@ function sortTable(th){
   rows.forEach(r=>table.tBodies[0].appendChild(r));
 }
 document.querySelectorAll('th').forEach(th=>th.addEventListener('click',()=>sortTable(th)));
+const zoom=document.getElementById('zoom');
+document.querySelectorAll('td img').forEach(img=>img.addEventListener('click',()=>{
+  zoom.querySelector('img').src=img.src; zoom.querySelector('img').alt=img.alt; zoom.hidden=false;}));
+zoom.addEventListener('click',()=>{zoom.hidden=true;});
+document.addEventListener('keydown',e=>{if(e.key==='Escape') zoom.hidden=true;});
 (function(){
   const m=/^#sort=(-?)([\w.]+)$/.exec(location.hash); if(!m) return;
   const th=document.querySelector(`th[data-key="${m[2]}"]`); if(!th) return;
@@ -164,6 +182,28 @@ def _history_svg(history: list[dict], width: int = 720, height: int = 220) -> st
     return "".join(parts) + f'<div class="legend">{"".join(legend)}</div>'
 
 
+def _rgb(colour: tuple[int, int, int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*colour)
+
+
+def legend_html() -> str:
+    """What the outline and overlay colours mean (the colours the drawings use)."""
+    items = [
+        ((0, 220, 0), "ground-truth outline"),
+        ((255, 0, 255), "predicted outline (cut-out mask)"),
+        ((255, 255, 0), "face box and face points"),
+    ]
+    chars = "".join(f'<span class="swatch" style="background:{_rgb(c)}"></span>' for c in COLOURS)
+    parts = [
+        f'<span><span class="swatch" style="background:{_rgb(c)}"></span>{text}</span>'
+        for c, text in items
+    ]
+    parts.append(f"<span>{chars}character box and pose bones (one colour per character)</span>")
+    parts.append('<span><b style="color:#ff0000">✕</b> point outside its character\'s mask</span>')
+    parts.append("<span>click a picture to enlarge it</span>")
+    return f'<div class="key" id="legend">{"".join(parts)}</div>'
+
+
 def _image_row(entry: dict, report: dict, characters: dict) -> str:
     input_dir, output_dir = Path(report["input_dir"]), Path(report["output_dir"])
     thumb = overlay = ""
@@ -220,8 +260,55 @@ def _image_row(entry: dict, report: dict, characters: dict) -> str:
     return f'<tr class="img-row">{"".join(cells)}</tr>'
 
 
-def render_dashboard(report: dict, history: list[dict] | None = None) -> str:
-    """The dashboard HTML for ``report`` (a unified quality report dict)."""
+GROUP_THUMB_PX = 112
+
+
+def _crop_thumb(path: Path) -> str:
+    """A data URI of a crop composited on mid-gray (its transparent parts visible as such)."""
+    try:
+        img = kio.load_image(path)
+    except (kio.BadInput, OSError):
+        return ""
+    rgb = img.rgb.astype(np.float32)
+    if img.alpha is not None:
+        a = img.alpha.astype(np.float32)[:, :, None] / 255.0
+        rgb = rgb * a + 204.0 * (1.0 - a)
+    return _data_uri(rgb.round().astype(np.uint8), GROUP_THUMB_PX)
+
+
+def _export_section(export: dict) -> str:
+    """Near-duplicate groups (kept crop outlined green) and the crops the export left out."""
+    out_dir = Path(export.get("results", ".")).parent
+    s = export.get("summary", {})
+    groups = []
+    for g in export.get("groups", []):
+        figures = "".join(
+            f'<figure class="{"kept" if m["crop"] == g["kept"] else "dup"}">'
+            f'<img alt="crop" src="{_crop_thumb(out_dir / m["crop"])}">'
+            f"{html.escape(m['crop'].split('/', 1)[-1])}<br>"
+            f"{'kept' if m['crop'] == g['kept'] else str(m['distance']) + ' bits'}</figure>"
+            for m in g["members"]
+        )
+        groups.append(f'<div class="group">{figures}</div>')
+    dropped = "".join(
+        f"<li>{html.escape(d['crop'])}: {html.escape('; '.join(d['reasons']))}</li>"
+        for d in export.get("dropped", [])
+    )
+    return (
+        f"<h2>Training-set export: {s.get('kept', 0)} of {s.get('crops', 0)} crops kept "
+        f"({html.escape(str(export.get('format')))}, {html.escape(str(export.get('folder')))})</h2>"
+        f"<h3>Near-duplicate groups ({len(groups)}; green: the crop kept)</h3>"
+        f'<div id="dedup-groups">{"".join(groups) or "<p class=note>none</p>"}</div>'
+        f"<h3>Left out ({s.get('dropped', 0)})</h3>"
+        f'<ul id="export-dropped">{dropped or "<li>none</li>"}</ul>'
+    )
+
+
+def render_dashboard(
+    report: dict, history: list[dict] | None = None, export: dict | None = None
+) -> str:
+    """The dashboard HTML for ``report`` (a unified quality report dict); ``export``: an
+    ``export_report.json`` whose groups and left-out crops get their own section."""
     characters: dict[str, list] = {}
     try:
         results = kio.read_json(Path(report["results"]))
@@ -257,17 +344,22 @@ def render_dashboard(report: dict, history: list[dict] | None = None) -> str:
 {html.escape(report.get("input_dir", ""))} · params {html.escape(str(report.get("params_digest")))}</div>
 <div class="cards" id="summary">{cards}</div>
 <h2>Images (worst first; click a column to sort)</h2>
+{legend_html()}
 <table id="images"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>
 <h2>Skipped ({len(report.get("skipped", []))})</h2><ul id="skipped">{skipped or "<li>none</li>"}</ul>
 <h2>Ground truth without an image ({len(report.get("unmatched_gt", []))})</h2>
 <ul>{unmatched or "<li>none</li>"}</ul>
 <h2>History</h2><div id="history">{_history_svg(history or [])}</div>
+<div id="zoom" hidden><img alt="enlarged"></div>
+{_export_section(export) if export else ""}
 <script>{JS}</script>
 <script type="application/json" id="report-summary">{html.escape(json.dumps(s))}</script>
 </body></html>
 """
 
 
-def write_dashboard(report: dict, path: Path, history: list[dict] | None = None) -> None:
+def write_dashboard(
+    report: dict, path: Path, history: list[dict] | None = None, export: dict | None = None
+) -> None:
     """Write the dashboard atomically to ``path``."""
-    kio.atomic_write_text(Path(path), render_dashboard(report, history))
+    kio.atomic_write_text(Path(path), render_dashboard(report, history, export))

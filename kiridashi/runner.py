@@ -103,6 +103,7 @@ class Runner:
         self.cache = cache
         self.models_dir = Path(models_dir)
         self.counts: dict[str, Counter] = {s: Counter() for s in STEPS}
+        self._outcome: dict[str, str] = {}  # the current image's outcome per step
         self._recent: OrderedDict[str, Any] = OrderedDict()
         self._last_decoded: tuple[str | None, Any] = (None, None)
 
@@ -150,12 +151,34 @@ class Runner:
         params = self.cfg[params_of or step]
         return make_key(step, self.versions[step], upstream, params)
 
+    def begin_image(self) -> None:
+        """Start counting one image (see :meth:`end_image`)."""
+        self._outcome = {}
+
+    def end_image(self, step: str, ok: bool) -> None:
+        """Count the image just run up to ``step``: each step once, as computed, reused or
+        skipped, so every step's counts add up to the images it saw.
+
+        A step the image did not need (a later cached result stands for it) counts as reused;
+        when the image was skipped, the step that failed and every step after it count as
+        skipped.
+        """
+        steps = STEPS[: STEPS.index(step) + 1]
+        done = [i for i, s in enumerate(steps) if self._outcome.get(s) in ("computed", "reused")]
+        last_ok = len(steps) - 1 if ok else max(done, default=-1)
+        for i, s in enumerate(steps):
+            outcome = self._outcome.get(s)
+            if i > last_ok or outcome == "skipped":
+                outcome = "skipped"
+            self.counts[s][outcome or "reused"] += 1
+        self._outcome = {}
+
     def content(self, src: Source) -> str:
         """The source's content hash; an unreadable file is a preprocess skip."""
         try:
             return src.hash
         except kio.BadInput as exc:
-            self.counts["preprocess"]["skipped"] += 1
+            self._outcome["preprocess"] = "skipped"
             raise Skipped(str(exc)) from None
 
     def keys(self, src: Source, upto: str = "merge") -> dict[str, str]:
@@ -171,10 +194,7 @@ class Runner:
         if key in self._recent:
             return self._recent[key]
         value, computed = self.cache.get_or_compute(key, compute, kind=step)
-        self.counts[step]["computed" if computed else "reused"] += 1
-        if not computed and step == "merge":  # a final result stands for its whole chain
-            for upstream in STEPS[:-1]:
-                self.counts[upstream]["reused"] += 1
+        self._outcome.setdefault(step, "computed" if computed else "reused")
         self._recent[key] = value
         while len(self._recent) > len(STEPS):
             self._recent.popitem(last=False)
@@ -199,7 +219,7 @@ class Runner:
 
         value = self._cached("preprocess", self.key("preprocess", self.content(src)), compute)
         if "skip" in value:
-            self.counts["preprocess"]["skipped"] += 1
+            self._outcome["preprocess"] = "skipped"
             raise Skipped(value["skip"])
         return value
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from kiridashi.config import load_params
 from kiridashi.logs import setup_logging
-from kiridashi.pipeline import run_manifest_stage
+from kiridashi.pipeline import run_manifest_stage, stage_params
 
 
 def describe(src, result: dict, record: dict) -> None:
@@ -23,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     setup_logging()
     run_manifest_stage(
-        "detect", load_params(), args.out_dir, upstream_dir=args.upstream_dir, describe=describe
+        "detect", stage_params(), args.out_dir, upstream_dir=args.upstream_dir, describe=describe
     )
 
 

@@ -13,11 +13,10 @@ from pathlib import Path
 
 from kiridashi import io as kio
 from kiridashi.cache import open_cache
-from kiridashi.config import load_params
 from kiridashi.evaluate import REPORT, entries_text, run_evaluation, summary_text
 from kiridashi.logs import setup_logging
 from kiridashi.notify import notify_extraction
-from kiridashi.pipeline import RESULTS
+from kiridashi.pipeline import RESULTS, stage_params
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("metrics_dir", help="folder for metrics.json and per_image.csv")
     args = parser.parse_args(argv)
     setup_logging()
-    params = load_params()
+    params = stage_params()
     results = Path(args.output_dir) / RESULTS
     report = run_evaluation(
         results,
@@ -35,6 +34,7 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.metrics_dir),
         params["evaluate"],
         cache=open_cache(params.get("cache")),
+        record_history=True,
     )
     print(entries_text(report))
     print(summary_text(report))

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from kiridashi.config import load_params
 from kiridashi.logs import setup_logging
-from kiridashi.pipeline import stage_merge
+from kiridashi.pipeline import stage_merge, stage_params
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -18,7 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out_dir", help="output folder (masks/, crops/, extraction_results.json)")
     args = parser.parse_args(argv)
     setup_logging()
-    stage_merge(load_params(), args.upstream_dir, args.out_dir)
+    stage_merge(stage_params(), args.upstream_dir, args.out_dir)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from kiridashi.config import load_params
 from kiridashi.logs import setup_logging
-from kiridashi.pipeline import run_manifest_stage
+from kiridashi.pipeline import run_manifest_stage, stage_params
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -18,7 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out_dir", help="stage output folder")
     args = parser.parse_args(argv)
     setup_logging()
-    run_manifest_stage("preprocess", load_params(), args.out_dir, input_dir=args.input_dir)
+    run_manifest_stage("preprocess", stage_params(), args.out_dir, input_dir=args.input_dir)
 
 
 if __name__ == "__main__":

@@ -110,3 +110,31 @@ def test_dashboard_renders_and_sorts_in_chromium(tmp_path):
     assert 20_000 < shot.stat().st_size < 20_000_000
     assert pixels.std() > 10  # not a blank page
     print(f"screenshot {shot.stat().st_size} bytes, {img.size}")
+
+
+def test_dashboard_has_a_legend_of_its_colours(tmp_path):
+    from kiridashi.overlay import COLOURS
+
+    page = render_dashboard(_report(tmp_path), [])
+    legend = page[page.index('id="legend"') : page.index('<table id="images"')]
+    for text in ("ground-truth outline", "predicted outline", "face box", "outside"):
+        assert text in legend, text
+    for colour in ((0, 220, 0), (255, 0, 255), *COLOURS):  # the colours the drawings use
+        assert "#{:02x}{:02x}{:02x}".format(*colour) in legend
+
+
+def test_a_click_on_a_thumbnail_enlarges_it_in_chromium(tmp_path):
+    _chromium()
+    html_path = tmp_path / "dashboard.html"
+    write_dashboard(_report(tmp_path), html_path, [])
+    clicked = tmp_path / "clicked.html"
+    clicked.write_text(
+        html_path.read_text().replace(
+            "</body>", "<script>document.querySelector('td img').click()</script></body>"
+        )
+    )
+    before = _run_chromium(tmp_path, html_path.as_uri(), "--dump-dom").stdout
+    after = _run_chromium(tmp_path, clicked.as_uri(), "--dump-dom").stdout
+    assert re.search(r'<div id="zoom" hidden="">', before)
+    zoom = re.search(r'<div id="zoom"[^>]*><img alt="outlines" src="data:image/jpeg', after)
+    assert zoom and "hidden" not in zoom.group(0), after[after.index('id="zoom"') - 20 :][:300]

@@ -9,6 +9,7 @@ import numpy as np
 
 from kiridashi import io as kio
 from kiridashi.evaluate import build_report, flat_metrics, per_image_csv
+from kiridashi.history import METRICS_JSON
 from kiridashi.overlay import draw_overlay, keypoints_outside
 
 
@@ -61,6 +62,11 @@ def test_report_scores_pairs_and_explains_unscored(tmp_path):
     assert abs(s["mean_iou"] - 500 / 600) < 1e-4  # the empty scene does not dilute the mean
     assert s["character_recall"] == 1.0 and s["face_detection_rate"] == 1.0
     json.dumps(flat_metrics(report))
+    # metrics.json holds the headline numbers only; the rest stays in the report's summary
+    flat = flat_metrics(report)
+    assert list(flat) == list(METRICS_JSON) and len(flat) <= 10
+    assert flat["iou"] == s["mean_iou"] and flat["recall"] == s["character_recall"]
+    assert "empty_scenes" not in flat and "empty_scenes" in s
     assert per_image_csv(report).splitlines()[0].startswith("source,iou,dice")
 
 
@@ -172,7 +178,7 @@ def test_report_has_flags_pose_rates_and_outside_points(tmp_path):
     assert s["pose_detection_rate"] == 1.0 and s["pose_landmarks_inside"] == round(8 / 9, 5)
     assert s["flagged_images"] == 1 and s["flags_cut_off"] == 1 and s["flags_halo"] == 0
     assert s["mean_iou_flagged"] == entry["metrics"]["iou"] and s["mean_iou_unflagged"] is None
-    assert "pose_detection_rate" in flat_metrics(report)
+    assert flat_metrics(report)["pose_rate"] == s["pose_detection_rate"]
 
 
 def test_relative_input_dir_resolves_from_the_results_repository(tmp_path, monkeypatch):

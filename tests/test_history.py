@@ -90,9 +90,12 @@ def test_parse_real_dvc_exp_show_document():
     assert tiny["params"] == {"detect.scales": [0.25]}
     assert good["metrics"]["mean_iou"] == 0.9 and tiny["metrics"]["mean_iou"] == 0.225
     res = history.trend(records, 0.01)
-    assert not res.ok and res.better == "good"  # the tiny detection scale is a regression
+    # the tiny detection scale is a regression against its baseline commit (issue #15: not
+    # against the sibling experiment "good")
+    assert not res.ok and res.previous is records[0] and res.better == "master"
     text = history.format_trend(records, res)
-    assert "tiny-scale: detect.scales=[0.25]" in text and "better = good" in text
+    assert "tiny-scale (vs master): detect.scales=[0.25]" in text
+    assert "latest tiny-scale vs baseline master: better = master" in text
 
 
 def test_dvc_workspace_with_new_results_is_the_latest():
@@ -119,3 +122,37 @@ def test_every_check_appends_a_record(tmp_path, capsys):
     assert runs[0]["input_dir"] == str(tmp_path / "in") and "mean_iou" in runs[0]["metrics"]
     assert main(["trend"]) == 0  # the same results twice: no regression
     assert "no regression" in capsys.readouterr().out
+
+
+def test_equal_values_are_not_below_the_best():
+    runs = [_record("a", 0.9, 1.0), _record("b", 0.9, 1.0)]
+    res = history.trend(runs, 0.01)
+    assert res.below_best == [] and res.ok
+    assert "latest below best" not in history.format_trend(runs, res)
+
+
+def test_experiments_are_compared_with_their_baseline_not_with_siblings():
+    """Two queued experiments on one commit: the second is worse than the first but better than
+    the baseline, so it is no regression; the comparison names the baseline."""
+    base = {**_record("main", 0.80), "git_rev": "abc1234"}
+    first = {**_record("exp-a", 0.90), "git_rev": "abc1234", "dvc_exp": "exp-a"}
+    second = {**_record("exp-b", 0.82), "git_rev": "abc1234", "dvc_exp": "exp-b"}
+    res = history.trend([base, first, second], 0.01)
+    assert res.ok and res.previous is base and res.better == "exp-b"
+    worse = {**_record("exp-c", 0.70), "git_rev": "abc1234", "dvc_exp": "exp-c"}
+    res = history.trend([base, first, second, worse], 0.01)
+    assert not res.ok and res.regressions[0].startswith("mean_iou dropped 0.8000 -> 0.7000")
+
+
+def test_runs_of_one_revision_have_distinct_labels():
+    runs = [{"time": f"2026-01-01T00:0{i}:00+00:00", "git_rev": "d2b070c",
+             "metrics": {"mean_iou": 0.9}} for i in range(2)]  # fmt: skip
+    text = history.format_trend(runs, history.trend(runs))
+    assert "latest d2b070c@01-01T00:01 vs baseline d2b070c@01-01T00:00" in text
+
+
+def test_extract_records_history_only_when_asked(sample_images, tmp_path):
+    assert main(["extract", str(sample_images), str(tmp_path / "a")]) == 0
+    assert history.load() == []  # an ad-hoc run stays out of the history
+    assert main(["extract", str(sample_images), str(tmp_path / "b"), "--history"]) == 0
+    assert len(history.load()) == 1

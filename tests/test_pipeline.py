@@ -241,3 +241,25 @@ def test_segmenter_sees_the_original_image_at_work_size(sample_images, cfg):
     assert original.shape == pre.shape and not np.array_equal(original, pre)
     as_detected = {**cfg, "segment": {**cfg["segment"], "input": "preprocessed"}}
     np.testing.assert_array_equal(make_runner(as_detected).segment_input(src), pre)
+
+
+def test_counts_add_up_per_step_and_in_total(sample_images, tmp_path, cfg, capsys):
+    """Every input is exactly one of computed, reused or skipped in each step, and one of
+    processed or skipped in total, with an undecodable file and a dangling link among them."""
+    n_images = len([p for p in sample_images.glob("*.jpg") if not p.stem.endswith("_gt")])
+    (sample_images / "broken.jpg").write_bytes(b"not a jpeg at all")
+    (sample_images / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    inputs = n_images + 2
+    out = tmp_path / "out"
+    for run in ("first", "again"):
+        doc = extract(sample_images, out, cfg)
+        s = doc["summary"]
+        assert s["images"] == inputs, (run, s)
+        assert s["processed"] + s["skipped"] == inputs and s["skipped"] == 2, (run, s)
+        assert s["computed"] + s["reused"] == s["processed"], (run, s)
+        for step, c in s["counts"].items():
+            assert sum(c.values()) == inputs, (run, step, c)
+            assert c.get("skipped", 0) == 2, (run, step, c)
+        printed = capsys.readouterr().out
+        assert f"{n_images} of {inputs} images processed" in printed and "2 skipped" in printed
+    assert s["reused"] == n_images and s["computed"] == 0
