@@ -401,7 +401,9 @@ def main(argv: list[str] | None = None) -> None:
         "--results-only", nargs="+", type=Path, default=None, metavar="OUTDIR",
         help="score existing output folders, no run",
     )  # fmt: skip
-    parser.add_argument("--set", nargs="*", default=[], help="Hydra overrides for the run")
+    parser.add_argument(
+        "--set", nargs="*", action="extend", default=[], help="Hydra overrides (repeatable)"
+    )
     parser.add_argument("--name", default=None, help="results file character_eval_NAME.json")
     parser.add_argument(
         "--rev", default=None,
