@@ -108,7 +108,7 @@ def test_every_step_can_be_switched_off(segment_cfg):
     image, gt, character = drawn_figure()
     params = dict(segment_cfg)
     for step in ("selfie", "colour", "seeds", "pairwise", "open_boxes", "refine", "enclosure",
-                 "shape", "band", "fullres"):  # fmt: skip
+                 "shape", "band", "fullres", "figure", "head"):  # fmt: skip
         params[step] = dict(segment_cfg[step], enabled=False)
     params["enclosure"]["border"] = dict(segment_cfg["enclosure"]["border"], enabled=False)
     soft = AnimeRegionCut(**params).segment(image, [character], memo=None)[0]
@@ -286,3 +286,19 @@ def test_merge_fills_pinholes_but_keeps_gaps_between_arm_and_body(cfg):
     cut = merge_characters([soft], (H, W), _edges(cfg, mode="hard"))[0]
     assert cut.mask[100:103, 200:203].all()
     assert not cut.mask[150:230, 300:320].any()
+
+
+def test_figure_prior_holds_the_figure_and_never_vouches_for_its_own_box(segment_cfg):
+    from tests.test_heads import brown_haired_scene
+
+    rgb, figure, _ = brown_haired_scene(0)
+    ys, xs = np.nonzero(figure)
+    box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+    seg = AnimeRegionCut(**dict(segment_cfg, figure=dict(segment_cfg["figure"], enabled=True)))
+    found = Character(box=box, score=0.9, detectors=["lbp_cascade", "figure_net"])
+    prob = seg.figure_probability(rgb, [found], 1.0, rgb.shape[:2])
+    assert prob.shape == rgb.shape[:2] and prob.min() >= 0.0 and prob.max() <= 1.0
+    near = cv2.dilate(figure.astype(np.uint8), np.ones((41, 41), np.uint8)) > 0
+    assert prob[figure].mean() > 0.6 and prob[~near].mean() < 0.2
+    alone = Character(box=box, score=0.5, detectors=["figure_net", "mediapipe_pose"])
+    assert not seg.figure_probability(rgb, [alone], 1.0, rgb.shape[:2]).any()

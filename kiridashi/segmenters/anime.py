@@ -76,7 +76,7 @@ FULLRES = {"enabled": False, "px": 4, "weight": 8.0, "max_scale": 0.9, "sure_col
            "prior": 0.0,
            "line": {"enabled": True, "weight": 1.0, "line_px": 7, "contrast": 40.0}}  # fmt: skip
 FIGURE = {"enabled": False, "blend": 0.5, "model_file": "figure_net.onnx", "input_side": 320,
-          "margin": 0.25}  # fmt: skip
+          "margin": 0.25, "not_only": ["figure_net", "mediapipe_pose"]}  # fmt: skip
 ENCLOSURE = {"enabled": True, "weight": 1.0, "barrier": "lines", "line_px": 5, "line_contrast": 40.0,
              "canny": [50, 150], "close_px": 1,
              "scale": 1.0, "border": {"enabled": False, "max_selfie": 0.5},
@@ -170,7 +170,8 @@ class AnimeRegionCut:
         or None when disabled. The net sees each character's box grown by ``figure.margin`` on
         each side, cut from ``image`` (HxWx3 RGB at ``1 / s`` x the work size), so a small figure
         fills its input as the figures it was trained on did; overlapping crops keep the max.
-        0 outside every crop."""
+        0 outside every crop. A character found only by the detectors in ``figure.not_only``
+        (the figure net itself, pose) gets none: the net does not vouch for its own boxes."""
         if not self.figure["enabled"]:
             return None
         if self._figure_net is None:
@@ -186,7 +187,10 @@ class AnimeRegionCut:
         H, W = image.shape[:2]
         out = np.zeros((h, w), np.float32)
         m = float(self.figure["margin"])
+        alone = set(self.figure["not_only"])
         for ch in characters:
+            if set(ch.detectors) <= alone:
+                continue
             x0, y0, x1, y1 = ch.box
             mx, my = m * (x1 - x0), m * (y1 - y0)
             X0, Y0 = int(max(0, x0 - mx)), int(max(0, y0 - my))
@@ -319,9 +323,9 @@ class AnimeRegionCut:
         prob = self.person_probability(small)
         fig = self.figure_probability(image if image is not None else small, characters,
                                       s if image is not None else 1.0, (h, w))  # fmt: skip
-        if fig is not None:  # the person prior: selfie and figure net blended
-            b = float(self.figure["blend"]) if prob is not None else 1.0
-            prob = fig if prob is None else (1.0 - b) * prob + b * fig
+        if fig is not None:  # the person prior: selfie (or, without it, 0.5) and figure blended
+            b = float(self.figure["blend"])
+            prob = (1.0 - b) * (0.5 if prob is None else prob) + b * fig
         allowed = self.allowed_area((h, w), characters, s, prob)
         sure = self.sure_foreground((h, w), characters, s) & allowed
         body = self.body_prior((h, w), characters, s) if self.shape["enabled"] else None
