@@ -10,7 +10,7 @@ whole head; the line art still can. Per character with a face box (XYXY, image p
 2. the *seed*: the face box's central ellipse and its top ``fringe`` share (the fringe);
 3. the image's free space: pixels that are not dark line art (black-hat contrast of ``line_px``
    >= ``line_contrast``, closed by ``close_px``), split into 4-connected components;
-4. the head: the part inside the head zone of every free-space component touching the seed,
+4. the head: the face (an ellipse of ``face_keep`` x its box) and the part inside the head zone of every free-space component touching the seed,
    plus the line art along it (``close_px`` + 1 px, so the outline stays on the cut-out). A
    component that leaves the head zone above the chin is background (or hair leaking into it
    through a gap in the outline) and is not taken: long hair and the body leave the zone only
@@ -44,6 +44,7 @@ DEFAULTS = {
     "hops": 2,
     "hop_min_area": 0.1,
     "repair_above": 0.1,
+    "face_keep": 0.9,
     "face_px": 64,
     "line_px": 7,
     "line_contrast": 25.0,
@@ -119,8 +120,6 @@ def head_of(
     seed = face_seed(hw, face, float(cfg["fringe"]))
     seeds = np.unique(comp[seed & ~barrier])
     seeds = seeds[seeds > 0]
-    if seeds.size == 0:
-        return window, np.zeros(hw, bool)
     # the background around the head leaves the head zone above the chin; a component that
     # does is background, or hair leaking into it through a gap in the outline. Long hair and
     # the body leave the zone only below the chin.
@@ -147,6 +146,9 @@ def head_of(
     head = keep[comp] & zone
     if head.any():  # the outline along the head stays on the cut-out
         head |= (cv2.dilate(head.astype(np.uint8), grow) > 0) & barrier & zone
+    # the face itself, whatever the line art does (dark hair is all "line" at this scale)
+    f = float(cfg["face_keep"]) / 2
+    head |= _ellipse(hw, ((fx0 + fx1) / 2, (fy0 + fy1) / 2), (f * fw, f * fh))
     full = cv2.resize(head.astype(np.uint8), (X1 - X0, Y1 - Y0), interpolation=cv2.INTER_NEAREST)
     return window, full > 0
 
