@@ -16,13 +16,11 @@ import errno
 import functools
 import json
 import logging
-import multiprocessing
 import os
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ from kiridashi import io as kio
 from kiridashi.cache import open_cache, params_digest
 from kiridashi.config import ConfigError, resolve_models_dir
 from kiridashi.errors import OutputWriteError
+from kiridashi.executors import is_local, make_executor
 from kiridashi.models import ModelError
 from kiridashi.runner import SCHEMA_VERSION, STEPS, Runner, Skipped, Source, output_stem
 from kiridashi.schema import validate
@@ -210,12 +209,13 @@ def attempt(
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(cfg: dict, step: str, on_result, jobs: int, parent_pid: int) -> None:
+def _worker_init(cfg: dict, step: str, on_result, jobs: int, parent_pid: int | None) -> None:
     from kiridashi.detectors.base import set_missing_model_level
     from kiridashi.lifeline import die_with_parent
     from kiridashi.logs import setup_logging
 
-    die_with_parent(parent_pid)  # a killed run leaves no worker behind
+    if parent_pid is not None:  # a local pool: a killed run leaves no worker behind
+        die_with_parent(parent_pid)
     setup_logging()
     set_missing_model_level(logging.DEBUG)  # the parent's make_runner has reported them
     _WORKER.update(runner=make_runner(cfg, jobs), step=step, on_result=on_result)
@@ -252,9 +252,9 @@ def run_step(
 ) -> None:
     """Run ``step`` on every source whose record is not already skipped; update the records.
 
-    jobs > 1 runs images in a process pool (models load once per worker); ``on_result`` then
-    runs in the worker and must be picklable. ``on_done(record)`` runs in this process after
-    each image, in completion order.
+    jobs > 1 or ``executor=ray`` runs images in workers (:mod:`kiridashi.executors`: models load
+    once per worker); ``on_result`` then runs in the worker and must be picklable.
+    ``on_done(record)`` runs in this process after each image, in completion order.
     """
     todo = []
     for i, record in enumerate(records):
@@ -263,7 +263,7 @@ def run_step(
         else:
             todo.append(i)
     bar = progress(None, len(todo), step)
-    if jobs <= 1 or len(todo) <= 1:
+    if not todo or (is_local(runner.cfg.get("executor")) and (jobs <= 1 or len(todo) <= 1)):
         for i in todo:
             attempt(runner, step, sources[i], records[i], on_result)
             bar.update(1)
@@ -271,27 +271,22 @@ def run_step(
                 on_done(records[i])
         bar.close()
         return
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=jobs,
-        mp_context=ctx,
-        initializer=_worker_init,
-        initargs=(runner.cfg, step, on_result, jobs, os.getpid()),
-    ) as pool:
-        futures = {pool.submit(_worker_run, sources[i], records[i]): i for i in todo}
-        for fut in as_completed(futures):
-            i = futures[fut]
-            try:
-                record, delta = fut.result()
-            except FATAL:
-                for other in futures:
-                    other.cancel()
-                raise
-            except Exception as exc:  # noqa: BLE001 - a crashed worker loses one image only
+    executor = make_executor(runner.cfg.get("executor"), jobs)
+    parent = os.getpid() if is_local(runner.cfg.get("executor")) else None
+    initargs = (runner.cfg, step, on_result, jobs, parent)
+    items = [(sources[i], records[i]) for i in todo]
+    with contextlib.closing(executor.map(_worker_init, initargs, _worker_run, items)) as done:
+        for k, result, exc in done:
+            i = todo[k]
+            if isinstance(exc, FATAL):
+                raise exc
+            if exc is not None:  # a crashed or lost worker loses one image only
                 record = records[i]
                 record.update(status="skipped", reason=f"{step} worker failed: {exc}")
                 delta = Counter({("step", s, "skipped"): 1 for s in steps_upto(step)})
                 log.error("skipped %s: %s", sources[i].rel, record["reason"])
+            else:
+                record, delta = result
             runner.add_tally(delta)
             records[i].clear()
             records[i].update(record)
@@ -304,7 +299,7 @@ def run_step(
 def _stage_cfg(step: str, params: dict, upstream: dict | None) -> dict:
     cfg = dict(upstream["params"]) if upstream else {}
     cfg[step] = params[step]
-    for key in ("models_dir", "cache", "jobs"):
+    for key in ("models_dir", "cache", "jobs", "executor"):
         if key in params:
             cfg[key] = params[key]
     return cfg

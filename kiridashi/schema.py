@@ -80,6 +80,10 @@ DEVICES = Rule(choices=("auto", "cpu", "cuda"))
 RULES: tuple[tuple[str, Rule], ...] = (
     ("jobs", Rule(ge=1)),
     ("cache.size_limit_gb", POSITIVE),
+    ("executor.name", Rule(choices=("local", "ray"))),
+    ("executor.actors", Rule(ge=1)),
+    ("executor.in_flight", Rule(ge=1)),
+    ("executor.retries", Rule(ge=0)),
     ("detect.scales", Rule(gt=0, nonempty=True)),
     ("detect.views", Rule(choices=DETECT_VIEWS)),
     ("detect.detectors.*.views", Rule(choices=DETECT_VIEWS)),
