@@ -38,6 +38,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if args.overlays:
         cfg["evaluate"] = {**cfg.get("evaluate", {}), "overlays": True}
     doc = extract(input_dir, out_dir, cfg)
+    if isinstance(out_dir, str):  # outputs at a URL: the quality check reads a local folder
+        print(f"check: skipped for outputs at a URL (copy {out_dir} and run kiridashi check)")
+        return 0
     results = out_dir / RESULTS
     report = None
     if not args.no_check:
@@ -60,16 +63,15 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
-def extract_paths(input_dir: str, output_dir: str) -> tuple[Path, Path]:
-    """The input and output folders of ``extract``, checked before anything is written."""
+def extract_paths(input_dir: str, output_dir: str) -> tuple[Path | str, Path | str]:
+    """The input and output folders of ``extract`` (folders or fsspec URLs), checked before
+    anything is written."""
     from kiridashi.io import BadInput
+    from kiridashi.locations import check_input, location
 
-    src, out = Path(input_dir), Path(output_dir)
-    if not src.exists():
-        raise BadInput(f"input folder not found: {src}")
-    if not src.is_dir():
-        raise BadInput(f"input is a file, not a folder: {src} (give the folder that holds it)")
-    if out.exists() and not out.is_dir():
+    src, out = location(input_dir), location(output_dir)  # a URL stays a string
+    check_input(src)
+    if isinstance(out, Path) and out.exists() and not out.is_dir():
         raise BadInput(f"output is a file, not a folder: {out}")
     return src, out
 

@@ -30,6 +30,7 @@ from kiridashi.cache import open_cache, params_digest
 from kiridashi.config import ConfigError, resolve_models_dir
 from kiridashi.errors import OutputWriteError
 from kiridashi.executors import is_local, make_executor
+from kiridashi.locations import Location, discover, join, location, write_bytes
 from kiridashi.models import ModelError
 from kiridashi.runner import SCHEMA_VERSION, STEPS, Runner, Skipped, Source, output_stem
 from kiridashi.schema import validate
@@ -94,8 +95,8 @@ def _rel(path: Path | None, root: Path) -> str | None:
 
 def discover_sources(input_dir: Path) -> tuple[list[Source], list[dict], dict]:
     """Sources under ``input_dir``, their base records, and the discovery report."""
-    input_dir = Path(input_dir)
-    found = kio.discover(input_dir)
+    input_dir = location(input_dir)
+    found = discover(input_dir)
     sources = [Source.from_item(item) for item in found.items]
     records = [
         {"source": s.rel, "gt": _rel(s.gt_path, input_dir), "notes": list(s.notes)} for s in sources
@@ -339,9 +340,9 @@ def run_manifest_stage(
 # ------------------------------------------------------------------------------ outputs
 
 
-def _write_output(out_dir: Path, rel: str, data: bytes) -> None:
+def _write_output(out_dir: Location, rel: str, data: bytes) -> None:
     try:
-        kio.atomic_write_bytes(out_dir / rel, data)
+        write_bytes(out_dir, rel, data)
     except OSError as exc:
         if exc.errno in _FATAL_ERRNOS:
             raise OutputWriteError(
@@ -358,7 +359,7 @@ def write_image_outputs(out_dir: Path, src: Source, merged: dict, record: dict) 
     Layout: ``masks/REL_STEM.png`` (full-frame 0/255) and ``crops/REL_STEM_c{k}.png`` (RGBA).
     Crops of an earlier run of this image beyond the current count are removed.
     """
-    out_dir = Path(out_dir)
+    out_dir = location(out_dir)
     stem = output_stem(src.rel)
     mask_rel = f"masks/{stem}.png"
     write = functools.partial(_write_output, out_dir)
@@ -368,9 +369,9 @@ def write_image_outputs(out_dir: Path, src: Source, merged: dict, record: dict) 
         crop_rel = f"crops/{stem}_c{ch['index']}.png"
         write(crop_rel, ch["crop_png"])
         chars.append({**{k: v for k, v in ch.items() if k != "crop_png"}, "crop": crop_rel})
-    crop_dir = (out_dir / "crops" / stem).parent
+    crop_dir = (Path(out_dir) / "crops" / stem).parent
     name = Path(stem).name
-    if crop_dir.is_dir():
+    if isinstance(out_dir, Path) and crop_dir.is_dir():
         for old in crop_dir.glob(f"{name}_c*.png"):
             suffix = old.stem[len(name) + 2 :]
             if suffix.isdigit() and int(suffix) >= len(chars):
@@ -443,8 +444,9 @@ def write_results(
     The results file is also rewritten every ``checkpoint_every`` images, so a killed run leaves
     a valid (partial) one.
     """
-    out_dir = Path(out_dir)
-    remove_stale_temp_files(out_dir)
+    out_dir = location(out_dir)
+    if isinstance(out_dir, Path):
+        remove_stale_temp_files(out_dir)
     count_skipped(runner, "merge", len(report.get("skipped_files", [])))
     t0 = time.perf_counter()
     done = 0
@@ -478,7 +480,7 @@ def summary_lines(doc: dict, out_dir: Path) -> list[str]:
     ]
     lines += [f"  skipped {k['source']}: {k['reason']}" for k in doc["skipped"]]
     lines += [f"  GT without image: {g}" for g in doc["unmatched_gt"]]
-    lines.append(f"results: {Path(out_dir) / RESULTS}")
+    lines.append(f"results: {join(location(out_dir), RESULTS)}")
     return lines
 
 
@@ -497,12 +499,13 @@ def stage_merge(params: dict, upstream_dir: Path, out_dir: Path) -> dict:
     return doc
 
 
-def extract(input_dir: Path, out_dir: Path, cfg: dict) -> dict:
-    """Every step on every image under ``input_dir``; the output contract in ``out_dir``."""
-    sources, records, report = discover_sources(Path(input_dir))
+def extract(input_dir: Location, out_dir: Location, cfg: dict) -> dict:
+    """Every step on every image under ``input_dir``; the output contract in ``out_dir`` (either
+    may be an fsspec URL, :mod:`kiridashi.locations`)."""
+    sources, records, report = discover_sources(location(input_dir))
     runner = make_runner(cfg)
     doc = write_results(
-        Path(out_dir), sources, records, report, runner, jobs=int(cfg.get("jobs", 1))
+        location(out_dir), sources, records, report, runner, jobs=int(cfg.get("jobs", 1))
     )
     print(report_counts(runner))
     print("\n".join(summary_lines(doc, out_dir)))

@@ -136,7 +136,8 @@ def _free_port() -> int:
 @pytest.fixture
 def s3_bucket(monkeypatch):
     """``s3://kiridashi-test/shared`` on a moto server on localhost (a real HTTP S3 API)."""
-    pytest.importorskip("s3fs")
+    s3fs = pytest.importorskip("s3fs")
+    s3fs.S3FileSystem.clear_instance_cache()  # fsspec keeps one per set of arguments: a new port
     server_mod = pytest.importorskip("moto.server")
     port = _free_port()
     server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -155,6 +156,7 @@ def s3_bucket(monkeypatch):
     client.create_bucket(Bucket="kiridashi-test")
     yield client, "s3://kiridashi-test/shared"
     server.stop()
+    s3fs.S3FileSystem.clear_instance_cache()
 
 
 def test_s3_remote_reuse_corrupt_object_and_concurrent_writers(s3_bucket, tmp_path):
@@ -294,3 +296,26 @@ def test_a_killed_ray_worker_loses_nothing(ray_runtime, tmp_path, cfg, monkeypat
     )
     assert all(r["status"] == "ok" for r in done["images"])
     assert _outputs(tmp_path / "ray") == _outputs(tmp_path / "local")
+
+
+def test_inputs_and_outputs_at_s3_urls(s3_bucket, sample_images, tmp_path, cfg):
+    """``kiridashi extract s3://bucket/in s3://bucket/out``: read and written through the S3 API,
+    the same bytes as a local run."""
+    client, _ = s3_bucket
+    for path in sorted(sample_images.iterdir()):
+        client.put_object(Bucket="kiridashi-test", Key=f"in/{path.name}", Body=path.read_bytes())
+    doc = extract("s3://kiridashi-test/in", "s3://kiridashi-test/out/", cfg)
+    local = extract(sample_images, tmp_path / "local", cfg)
+    assert doc["summary"]["processed"] == local["summary"]["processed"] > 0
+    assert [r["source"] for r in doc["images"]] == [r["source"] for r in local["images"]]
+    listed = client.list_objects_v2(Bucket="kiridashi-test", Prefix="out/")["Contents"]
+    remote = {
+        o["Key"][len("out/") :]: client.get_object(Bucket="kiridashi-test", Key=o["Key"])[
+            "Body"
+        ].read()
+        for o in listed
+        if o["Key"].endswith(".png")
+    }
+    assert remote == _outputs(tmp_path / "local")
+    results = client.get_object(Bucket="kiridashi-test", Key=f"out/{RESULTS}")["Body"].read()
+    assert b'"processed"' in results
