@@ -78,6 +78,15 @@ class Result:
     def cached(self) -> bool:
         return bool(self.record.get("cached"))
 
+    def save(self, out_dir: Path | str) -> None:
+        """Write the mask and crops under ``out_dir`` at the record's paths (atomically)."""
+        if not self.ok or self.mask_png is None:
+            return
+        out_dir = Path(out_dir)
+        kio.atomic_write_bytes(out_dir / self.record["mask"], self.mask_png)
+        for ch, png in zip(self.record["characters"], self.crops, strict=True):
+            kio.atomic_write_bytes(out_dir / ch["crop"], png)
+
 
 class Extractor:
     """Models and cache for one configuration; :meth:`extract` cuts out one image at a time.
@@ -104,16 +113,18 @@ class Extractor:
         name: str = "image",
         out_dir: Path | str | None = None,
         quality: bool = True,
+        record: dict[str, Any] | None = None,
     ) -> Result:
         """Cut out every character of one image (its encoded bytes: PNG, JPEG, WebP, ...).
 
         name: the image's name (``record["source"]``; outputs are ``masks/STEM.png`` and
         ``crops/STEM_c{k}.png``). out_dir: also write the mask and crops there (atomically), as
         ``kiridashi extract`` does. quality: add the no-reference quality flags (cached too).
+        record: the record to fill (e.g. with ``gt`` and ``notes`` of a folder's image).
         """
         runner = self.runner
         src = source_from_bytes(image, name)
-        record: dict[str, Any] = {"source": name, "gt": None, "notes": []}
+        record = {"source": name, "gt": None, "notes": [], **(record or {})}
         before = runner.tally()
         runner.begin_image()
         ok = False
@@ -165,6 +176,16 @@ class Extractor:
 
         flags, _ = self.runner.cache.get_or_compute(qkey, compute, kind="quality")
         return flags
+
+    def load_models(self) -> None:
+        """Build the enabled detectors and the segmenter now (each once per process) instead of
+        on the first image: what a resident worker does before it reports ready."""
+        from kiridashi.detectors.base import build_enabled
+        from kiridashi.segmenters.base import build
+
+        models_dir = self.runner.models_dir
+        build_enabled((self.cfg.get("detect") or {}).get("detectors") or {}, models_dir=models_dir)
+        build(self.cfg["segment"], models_dir)
 
     def counts(self) -> Counter:
         """Images computed / reused / skipped per step so far (see :meth:`Runner.tally`)."""
