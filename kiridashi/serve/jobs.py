@@ -249,10 +249,12 @@ class Jobs:
         )
         job.update(processed=0, cached=0, skipped=skipped, error=None)
         self._save(job)
-        self._pending += len(todo)
+        with self._lock:
+            self._pending += len(todo)
 
         def one(src, record) -> tuple:
-            self._pending -= 1
+            with self._lock:
+                self._pending -= 1
             if job_id in self._cancelled:
                 return ("cancelled",)
             task = {
