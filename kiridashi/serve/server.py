@@ -11,13 +11,14 @@ log = logging.getLogger("kiridashi.serve")
 
 def require_extra() -> None:
     """ConfigError (one line, exit 2) when the ``serve`` extra is not installed."""
-    import importlib.util
+    import importlib
 
-    missing = [
-        m
-        for m in ("fastapi", "uvicorn", "multipart", "prometheus_client")
-        if importlib.util.find_spec(m) is None
-    ]
+    missing = []
+    for module in ("fastapi", "uvicorn", "multipart", "prometheus_client"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
     if missing:
         raise ConfigError(
             f"kiridashi serve needs the serve extra ({', '.join(missing)} missing): "
