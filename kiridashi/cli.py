@@ -10,6 +10,7 @@ kiridashi params [--check]                                   compose conf/ into 
 kiridashi config show [overrides] | list [GROUP]             the composed config, group options
 kiridashi demo OUT_DIR                                       build the demo dataset
 kiridashi export OUT_DIR DATASET_DIR [--format kohya|folder]  LoRA-ready training set
+kiridashi serve [--host H] [--port P] [--token T] [overrides]  HTTP API + web page (.[serve])
 
 A mistake in a path, a setting or an input is one `error:` line and exit 2; --debug shows the
 traceback of any failure.
@@ -145,6 +146,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from kiridashi.serve.server import serve
+
+    return serve(args.overrides, host=args.host, port=args.port, token=args.token)
+
+
 def cmd_params(args: argparse.Namespace) -> int:
     from kiridashi.cache import REPO_ROOT
     from kiridashi.config import dump_params, load_params
@@ -260,6 +267,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. export.side=768")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "serve", help="HTTP API and web page with the models loaded once (needs .[serve])"
+    )
+    p.add_argument("--host", help="address to bind (serve.host, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (serve.port, default 8765)")
+    p.add_argument(
+        "--token",
+        help="required from clients (Bearer); needed to bind beyond 127.0.0.1; "
+        "default $KIRIDASHI_TOKEN",
+    )
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. jobs=2 serve.roots=[data]")
+    p.set_defaults(func=cmd_serve)
 
     from kiridashi.history import add_parser as add_trend_parser
     from kiridashi.overlay import add_parser as add_overlay_parser

@@ -361,28 +361,37 @@ def write_image_outputs(out_dir: Path, src: Source, merged: dict, record: dict) 
     """
     out_dir = location(out_dir)
     stem = output_stem(src.rel)
-    mask_rel = f"masks/{stem}.png"
+    image_record(stem, merged, record)
     write = functools.partial(_write_output, out_dir)
-    write(mask_rel, merged["mask_png"])
-    chars = []
-    for ch in merged["characters"]:
-        crop_rel = f"crops/{stem}_c{ch['index']}.png"
-        write(crop_rel, ch["crop_png"])
-        chars.append({**{k: v for k, v in ch.items() if k != "crop_png"}, "crop": crop_rel})
+    write(record["mask"], merged["mask_png"])
+    for ch, out in zip(merged["characters"], record["characters"], strict=True):
+        write(out["crop"], ch["crop_png"])
     crop_dir = (Path(out_dir) / "crops" / stem).parent
     name = Path(stem).name
     if isinstance(out_dir, Path) and crop_dir.is_dir():
         for old in crop_dir.glob(f"{name}_c*.png"):
             suffix = old.stem[len(name) + 2 :]
-            if suffix.isdigit() and int(suffix) >= len(chars):
+            if suffix.isdigit() and int(suffix) >= len(record["characters"]):
                 old.unlink(missing_ok=True)
+
+
+def image_record(stem: str, merged: dict, record: dict) -> dict:
+    """Fill one image's result record (``extraction_results.json``) from its merge result, its
+    outputs named ``masks/STEM.png`` and ``crops/STEM_c{k}.png``; returns the record."""
     record.update(
         size=merged["size"],
         notes=list(dict.fromkeys(record.get("notes", []) + merged.get("notes", []))),
-        mask=mask_rel,
-        characters=chars,
+        mask=f"masks/{stem}.png",
+        characters=[
+            {
+                **{k: v for k, v in ch.items() if k != "crop_png"},
+                "crop": f"crops/{stem}_c{ch['index']}.png",
+            }
+            for ch in merged["characters"]
+        ],
         rejected=list(merged.get("rejected", [])),
     )
+    return record
 
 
 def remove_stale_temp_files(out_dir: Path) -> int:

@@ -107,6 +107,10 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("merge.edges.alpha", Rule(choices=("matte", "ramp"))),
     ("notify.timeout_s", POSITIVE),
     ("preprocess.max_pixels", POSITIVE),
+    ("serve.port", Rule(ge=1, le=65535)),
+    ("serve.max_upload_mb", POSITIVE),
+    ("serve.max_unzip_mb", POSITIVE),
+    ("serve.request_timeout_s", POSITIVE),
     ("*threshold", SHARE),
     ("*fraction", SHARE),
     ("*_share", SHARE),
@@ -121,7 +125,14 @@ RULES: tuple[tuple[str, Rule], ...] = (
 )
 
 # integer defaults that also take a fractional value
-NUMBER_KEYS = ("cache.size_limit_gb", "notify.timeout_s", "preprocess.*.sigma_*")
+NUMBER_KEYS = (
+    "cache.size_limit_gb",
+    "notify.timeout_s",
+    "preprocess.*.sigma_*",
+    "serve.max_upload_mb",
+    "serve.max_unzip_mb",
+    "serve.request_timeout_s",
+)
 
 
 def rule_for(key: str) -> Rule:
