@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# CI installs every optional extra (torch, segment-anything, ultralytics) so their tests run.
+# CI installs every optional extra (torch, segment-anything, ultralytics, ray, the server's
+# FastAPI stack and playwright) so their tests run.
 EXTRAS ?= $(if $(CI),dev$(comma)all,dev)
 comma  := ,
 # the default run skips tests marked slow; CI runs them too (it has 90 minutes)

@@ -25,10 +25,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import diskcache
 import xxhash
+
+if TYPE_CHECKING:
+    from kiridashi.cache_remote import RemoteStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -147,6 +150,9 @@ class CacheStats:
     misses: int = 0
     corrupt: int = 0
     writes: int = 0
+    remote_hits: int = 0  # results fetched from cache.remote
+    remote_writes: int = 0  # results stored in cache.remote
+    remote_corrupt: int = 0  # corrupt remote objects ignored (recomputed and replaced)
     by_kind: dict[str, list[int]] = field(default_factory=dict)  # kind -> [computed, reused]
 
     def count(self, kind: str, computed: bool) -> None:
@@ -209,10 +215,14 @@ class OwnedLock:
 class ResultCache:
     """A checksummed, size-limited (LRU eviction), multi-process-safe key -> value store.
 
-    Values are any picklable object (numpy arrays, dicts, bytes).
+    Values are any picklable object (numpy arrays, dicts, bytes). ``remote``: the shared tier
+    behind it (:mod:`kiridashi.cache_remote`), consulted by :meth:`get_or_compute`.
     """
 
-    def __init__(self, directory: Path, size_limit_bytes: int = 20 * 2**30):
+    def __init__(
+        self, directory: Path, size_limit_bytes: int = 20 * 2**30, remote: RemoteStore | None = None
+    ):
+        self.remote = remote
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.size_limit = int(size_limit_bytes)
@@ -265,7 +275,10 @@ class ResultCache:
         return value
 
     def set(self, key: str, value: Any) -> None:
-        self._store.set(key, self._pack(value), retry=True)
+        self._set_blob(key, self._pack(value))
+
+    def _set_blob(self, key: str, blob: bytes) -> None:
+        self._store.set(key, blob, retry=True)
         self.stats.writes += 1
         if self._store.volume() > self.size_limit:
             self.evict()
@@ -302,10 +315,34 @@ class ResultCache:
                 self.stats.misses -= 1
                 self.stats.count(kind or key.split("/", 1)[0], computed=False)
                 return value, False
+            value, replace = self._from_remote(key)
+            if value is not self._MISSING:
+                self.stats.count(kind or key.split("/", 1)[0], computed=False)
+                return value, False
             value = compute()
-            self.set(key, value)
+            blob = self._pack(value)
+            self._set_blob(key, blob)
+            if self.remote is not None and self.remote.put(key, blob, replace=replace):
+                self.stats.remote_writes += 1
         self.stats.count(kind or key.split("/", 1)[0], computed=True)
         return value, True
+
+    def _from_remote(self, key: str) -> tuple[Any, bool]:
+        """(value, False) from the remote tier, also stored locally; else (missing, corrupt?)."""
+        if self.remote is None:
+            return self._MISSING, False
+        blob = self.remote.get(key)
+        if blob is None:
+            return self._MISSING, False
+        try:
+            value = self._unpack(blob)
+        except Exception as exc:  # noqa: BLE001
+            self.stats.remote_corrupt += 1
+            log.warning("cache.remote: corrupt object %s (%s): ignored, recomputing", key, exc)
+            return self._MISSING, True
+        self.stats.remote_hits += 1
+        self._set_blob(key, blob)
+        return value, False
 
     def iter_keys(self) -> Iterable[str]:
         return (k for k in self._store.iterkeys() if not str(k).startswith("lock::"))
@@ -318,11 +355,14 @@ class ResultCache:
 
 
 def open_cache(cache_cfg: dict | None = None) -> ResultCache:
-    """The result cache of a ``cache`` config section (``dir``, ``size_limit_gb``)."""
+    """The result cache of a ``cache`` config section (``dir``, ``size_limit_gb``, ``remote``)."""
+    from kiridashi.cache_remote import open_remote
+
     cache_cfg = cache_cfg or {}
     return ResultCache(
         resolve_cache_dir(cache_cfg.get("dir")),
         int(float(cache_cfg.get("size_limit_gb", 20)) * 2**30),
+        open_remote(cache_cfg.get("remote")),
     )
 
 

@@ -10,6 +10,7 @@ kiridashi params [--check]                                   compose conf/ into 
 kiridashi config show [overrides] | list [GROUP]             the composed config, group options
 kiridashi demo OUT_DIR                                       build the demo dataset
 kiridashi export OUT_DIR DATASET_DIR [--format kohya|folder]  LoRA-ready training set
+kiridashi serve [--host H] [--port P] [--token T] [overrides]  HTTP API + web page (.[serve])
 
 A mistake in a path, a setting or an input is one `error:` line and exit 2; --debug shows the
 traceback of any failure.
@@ -38,6 +39,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if args.overlays:
         cfg["evaluate"] = {**cfg.get("evaluate", {}), "overlays": True}
     doc = extract(input_dir, out_dir, cfg)
+    if isinstance(out_dir, str):  # outputs at a URL: the quality check reads a local folder
+        print(f"check: skipped for outputs at a URL (copy {out_dir} and run kiridashi check)")
+        return 0
     results = out_dir / RESULTS
     report = None
     if not args.no_check:
@@ -60,16 +64,15 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
-def extract_paths(input_dir: str, output_dir: str) -> tuple[Path, Path]:
-    """The input and output folders of ``extract``, checked before anything is written."""
+def extract_paths(input_dir: str, output_dir: str) -> tuple[Path | str, Path | str]:
+    """The input and output folders of ``extract`` (folders or fsspec URLs), checked before
+    anything is written."""
     from kiridashi.io import BadInput
+    from kiridashi.locations import check_input, location
 
-    src, out = Path(input_dir), Path(output_dir)
-    if not src.exists():
-        raise BadInput(f"input folder not found: {src}")
-    if not src.is_dir():
-        raise BadInput(f"input is a file, not a folder: {src} (give the folder that holds it)")
-    if out.exists() and not out.is_dir():
+    src, out = location(input_dir), location(output_dir)  # a URL stays a string
+    check_input(src)
+    if isinstance(out, Path) and out.exists() and not out.is_dir():
         raise BadInput(f"output is a file, not a folder: {out}")
     return src, out
 
@@ -141,6 +144,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 2
     print(summary_text(doc, Path(args.dataset_dir)))
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from kiridashi.serve.server import serve
+
+    return serve(args.overrides, host=args.host, port=args.port, token=args.token)
 
 
 def cmd_params(args: argparse.Namespace) -> int:
@@ -258,6 +267,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. export.side=768")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "serve", help="HTTP API and web page with the models loaded once (needs .[serve])"
+    )
+    p.add_argument("--host", help="address to bind (serve.host, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (serve.port, default 8765)")
+    p.add_argument(
+        "--token",
+        help="required from clients (Bearer); needed to bind beyond 127.0.0.1; "
+        "default $KIRIDASHI_TOKEN",
+    )
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. jobs=2 serve.roots=[data]")
+    p.set_defaults(func=cmd_serve)
 
     from kiridashi.history import add_parser as add_trend_parser
     from kiridashi.overlay import add_parser as add_overlay_parser

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from kiridashi.cache import REPO_ROOT, find_repo_root, main_repo_root
+from kiridashi.cache_remote import url_problem
 
 CONF_DIR = REPO_ROOT / "conf"
 STAGE_SECTIONS = ("preprocess", "detect", "segment", "merge", "evaluate", "export")
@@ -48,6 +49,9 @@ def check_settings(cfg: dict[str, Any]) -> None:
     """Raise ConfigError for a value that would fail on every image alike (checked once at
     start-up rather than found image by image)."""
     check_segment_input((cfg.get("segment") or {}).get("input", "original"))
+    remote = (cfg.get("cache") or {}).get("remote")
+    if remote is not None and (problem := url_problem(remote)):
+        raise ConfigError(f"cache.remote={remote}: {problem}")
     detect = cfg.get("detect") or {}
     checks = [("detect.views", detect.get("views"))] + [
         (f"detect.detectors.{name}.views", entry.get("views"))

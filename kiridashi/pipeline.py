@@ -16,13 +16,11 @@ import errno
 import functools
 import json
 import logging
-import multiprocessing
 import os
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,8 @@ from kiridashi import io as kio
 from kiridashi.cache import open_cache, params_digest
 from kiridashi.config import ConfigError, resolve_models_dir
 from kiridashi.errors import OutputWriteError
+from kiridashi.executors import is_local, make_executor
+from kiridashi.locations import Location, discover, join, location, write_bytes
 from kiridashi.models import ModelError
 from kiridashi.runner import SCHEMA_VERSION, STEPS, Runner, Skipped, Source, output_stem
 from kiridashi.schema import validate
@@ -95,8 +95,8 @@ def _rel(path: Path | None, root: Path) -> str | None:
 
 def discover_sources(input_dir: Path) -> tuple[list[Source], list[dict], dict]:
     """Sources under ``input_dir``, their base records, and the discovery report."""
-    input_dir = Path(input_dir)
-    found = kio.discover(input_dir)
+    input_dir = location(input_dir)
+    found = discover(input_dir)
     sources = [Source.from_item(item) for item in found.items]
     records = [
         {"source": s.rel, "gt": _rel(s.gt_path, input_dir), "notes": list(s.notes)} for s in sources
@@ -210,12 +210,13 @@ def attempt(
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(cfg: dict, step: str, on_result, jobs: int, parent_pid: int) -> None:
+def _worker_init(cfg: dict, step: str, on_result, jobs: int, parent_pid: int | None) -> None:
     from kiridashi.detectors.base import set_missing_model_level
     from kiridashi.lifeline import die_with_parent
     from kiridashi.logs import setup_logging
 
-    die_with_parent(parent_pid)  # a killed run leaves no worker behind
+    if parent_pid is not None:  # a local pool: a killed run leaves no worker behind
+        die_with_parent(parent_pid)
     setup_logging()
     set_missing_model_level(logging.DEBUG)  # the parent's make_runner has reported them
     _WORKER.update(runner=make_runner(cfg, jobs), step=step, on_result=on_result)
@@ -252,9 +253,9 @@ def run_step(
 ) -> None:
     """Run ``step`` on every source whose record is not already skipped; update the records.
 
-    jobs > 1 runs images in a process pool (models load once per worker); ``on_result`` then
-    runs in the worker and must be picklable. ``on_done(record)`` runs in this process after
-    each image, in completion order.
+    jobs > 1 or ``executor=ray`` runs images in workers (:mod:`kiridashi.executors`: models load
+    once per worker); ``on_result`` then runs in the worker and must be picklable.
+    ``on_done(record)`` runs in this process after each image, in completion order.
     """
     todo = []
     for i, record in enumerate(records):
@@ -263,7 +264,7 @@ def run_step(
         else:
             todo.append(i)
     bar = progress(None, len(todo), step)
-    if jobs <= 1 or len(todo) <= 1:
+    if not todo or (is_local(runner.cfg.get("executor")) and (jobs <= 1 or len(todo) <= 1)):
         for i in todo:
             attempt(runner, step, sources[i], records[i], on_result)
             bar.update(1)
@@ -271,27 +272,22 @@ def run_step(
                 on_done(records[i])
         bar.close()
         return
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=jobs,
-        mp_context=ctx,
-        initializer=_worker_init,
-        initargs=(runner.cfg, step, on_result, jobs, os.getpid()),
-    ) as pool:
-        futures = {pool.submit(_worker_run, sources[i], records[i]): i for i in todo}
-        for fut in as_completed(futures):
-            i = futures[fut]
-            try:
-                record, delta = fut.result()
-            except FATAL:
-                for other in futures:
-                    other.cancel()
-                raise
-            except Exception as exc:  # noqa: BLE001 - a crashed worker loses one image only
+    executor = make_executor(runner.cfg.get("executor"), jobs)
+    parent = os.getpid() if is_local(runner.cfg.get("executor")) else None
+    initargs = (runner.cfg, step, on_result, jobs, parent)
+    items = [(sources[i], records[i]) for i in todo]
+    with contextlib.closing(executor.map(_worker_init, initargs, _worker_run, items)) as done:
+        for k, result, exc in done:
+            i = todo[k]
+            if isinstance(exc, FATAL):
+                raise exc
+            if exc is not None:  # a crashed or lost worker loses one image only
                 record = records[i]
                 record.update(status="skipped", reason=f"{step} worker failed: {exc}")
                 delta = Counter({("step", s, "skipped"): 1 for s in steps_upto(step)})
                 log.error("skipped %s: %s", sources[i].rel, record["reason"])
+            else:
+                record, delta = result
             runner.add_tally(delta)
             records[i].clear()
             records[i].update(record)
@@ -304,7 +300,7 @@ def run_step(
 def _stage_cfg(step: str, params: dict, upstream: dict | None) -> dict:
     cfg = dict(upstream["params"]) if upstream else {}
     cfg[step] = params[step]
-    for key in ("models_dir", "cache", "jobs"):
+    for key in ("models_dir", "cache", "jobs", "executor"):
         if key in params:
             cfg[key] = params[key]
     return cfg
@@ -344,9 +340,9 @@ def run_manifest_stage(
 # ------------------------------------------------------------------------------ outputs
 
 
-def _write_output(out_dir: Path, rel: str, data: bytes) -> None:
+def _write_output(out_dir: Location, rel: str, data: bytes) -> None:
     try:
-        kio.atomic_write_bytes(out_dir / rel, data)
+        write_bytes(out_dir, rel, data)
     except OSError as exc:
         if exc.errno in _FATAL_ERRNOS:
             raise OutputWriteError(
@@ -363,30 +359,39 @@ def write_image_outputs(out_dir: Path, src: Source, merged: dict, record: dict) 
     Layout: ``masks/REL_STEM.png`` (full-frame 0/255) and ``crops/REL_STEM_c{k}.png`` (RGBA).
     Crops of an earlier run of this image beyond the current count are removed.
     """
-    out_dir = Path(out_dir)
+    out_dir = location(out_dir)
     stem = output_stem(src.rel)
-    mask_rel = f"masks/{stem}.png"
+    image_record(stem, merged, record)
     write = functools.partial(_write_output, out_dir)
-    write(mask_rel, merged["mask_png"])
-    chars = []
-    for ch in merged["characters"]:
-        crop_rel = f"crops/{stem}_c{ch['index']}.png"
-        write(crop_rel, ch["crop_png"])
-        chars.append({**{k: v for k, v in ch.items() if k != "crop_png"}, "crop": crop_rel})
-    crop_dir = (out_dir / "crops" / stem).parent
+    write(record["mask"], merged["mask_png"])
+    for ch, out in zip(merged["characters"], record["characters"], strict=True):
+        write(out["crop"], ch["crop_png"])
+    crop_dir = (Path(out_dir) / "crops" / stem).parent
     name = Path(stem).name
-    if crop_dir.is_dir():
+    if isinstance(out_dir, Path) and crop_dir.is_dir():
         for old in crop_dir.glob(f"{name}_c*.png"):
             suffix = old.stem[len(name) + 2 :]
-            if suffix.isdigit() and int(suffix) >= len(chars):
+            if suffix.isdigit() and int(suffix) >= len(record["characters"]):
                 old.unlink(missing_ok=True)
+
+
+def image_record(stem: str, merged: dict, record: dict) -> dict:
+    """Fill one image's result record (``extraction_results.json``) from its merge result, its
+    outputs named ``masks/STEM.png`` and ``crops/STEM_c{k}.png``; returns the record."""
     record.update(
         size=merged["size"],
         notes=list(dict.fromkeys(record.get("notes", []) + merged.get("notes", []))),
-        mask=mask_rel,
-        characters=chars,
+        mask=f"masks/{stem}.png",
+        characters=[
+            {
+                **{k: v for k, v in ch.items() if k != "crop_png"},
+                "crop": f"crops/{stem}_c{ch['index']}.png",
+            }
+            for ch in merged["characters"]
+        ],
         rejected=list(merged.get("rejected", [])),
     )
+    return record
 
 
 def remove_stale_temp_files(out_dir: Path) -> int:
@@ -448,8 +453,9 @@ def write_results(
     The results file is also rewritten every ``checkpoint_every`` images, so a killed run leaves
     a valid (partial) one.
     """
-    out_dir = Path(out_dir)
-    remove_stale_temp_files(out_dir)
+    out_dir = location(out_dir)
+    if isinstance(out_dir, Path):
+        remove_stale_temp_files(out_dir)
     count_skipped(runner, "merge", len(report.get("skipped_files", [])))
     t0 = time.perf_counter()
     done = 0
@@ -483,7 +489,7 @@ def summary_lines(doc: dict, out_dir: Path) -> list[str]:
     ]
     lines += [f"  skipped {k['source']}: {k['reason']}" for k in doc["skipped"]]
     lines += [f"  GT without image: {g}" for g in doc["unmatched_gt"]]
-    lines.append(f"results: {Path(out_dir) / RESULTS}")
+    lines.append(f"results: {join(location(out_dir), RESULTS)}")
     return lines
 
 
@@ -502,12 +508,13 @@ def stage_merge(params: dict, upstream_dir: Path, out_dir: Path) -> dict:
     return doc
 
 
-def extract(input_dir: Path, out_dir: Path, cfg: dict) -> dict:
-    """Every step on every image under ``input_dir``; the output contract in ``out_dir``."""
-    sources, records, report = discover_sources(Path(input_dir))
+def extract(input_dir: Location, out_dir: Location, cfg: dict) -> dict:
+    """Every step on every image under ``input_dir``; the output contract in ``out_dir`` (either
+    may be an fsspec URL, :mod:`kiridashi.locations`)."""
+    sources, records, report = discover_sources(location(input_dir))
     runner = make_runner(cfg)
     doc = write_results(
-        Path(out_dir), sources, records, report, runner, jobs=int(cfg.get("jobs", 1))
+        location(out_dir), sources, records, report, runner, jobs=int(cfg.get("jobs", 1))
     )
     print(report_counts(runner))
     print("\n".join(summary_lines(doc, out_dir)))

@@ -27,6 +27,7 @@ import numpy as np
 from kiridashi import io as kio
 from kiridashi.cache import ImageMemo, ResultCache, code_version, content_hash, make_key
 from kiridashi.config import check_segment_input
+from kiridashi.locations import read_bytes
 from kiridashi.merge import build_merge_result
 from kiridashi.preprocess import preprocess_image, resize_to_work
 from kiridashi.types import Character
@@ -61,7 +62,7 @@ class Source:
 
     @cached_property
     def data(self) -> bytes:
-        return kio.read_bytes(self.path)
+        return read_bytes(self.path)  # a local file or an fsspec URL
 
     @cached_property
     def hash(self) -> str:

@@ -80,6 +80,10 @@ DEVICES = Rule(choices=("auto", "cpu", "cuda"))
 RULES: tuple[tuple[str, Rule], ...] = (
     ("jobs", Rule(ge=1)),
     ("cache.size_limit_gb", POSITIVE),
+    ("executor.name", Rule(choices=("local", "ray"))),
+    ("executor.actors", Rule(ge=1)),
+    ("executor.in_flight", Rule(ge=1)),
+    ("executor.retries", Rule(ge=0)),
     ("detect.scales", Rule(gt=0, nonempty=True)),
     ("detect.views", Rule(choices=DETECT_VIEWS)),
     ("detect.detectors.*.views", Rule(choices=DETECT_VIEWS)),
@@ -103,6 +107,10 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("merge.edges.alpha", Rule(choices=("matte", "ramp"))),
     ("notify.timeout_s", POSITIVE),
     ("preprocess.max_pixels", POSITIVE),
+    ("serve.port", Rule(ge=1, le=65535)),
+    ("serve.max_upload_mb", POSITIVE),
+    ("serve.max_unzip_mb", POSITIVE),
+    ("serve.request_timeout_s", POSITIVE),
     ("*threshold", SHARE),
     ("*fraction", SHARE),
     ("*_share", SHARE),
@@ -117,7 +125,14 @@ RULES: tuple[tuple[str, Rule], ...] = (
 )
 
 # integer defaults that also take a fractional value
-NUMBER_KEYS = ("cache.size_limit_gb", "notify.timeout_s", "preprocess.*.sigma_*")
+NUMBER_KEYS = (
+    "cache.size_limit_gb",
+    "notify.timeout_s",
+    "preprocess.*.sigma_*",
+    "serve.max_upload_mb",
+    "serve.max_unzip_mb",
+    "serve.request_timeout_s",
+)
 
 
 def rule_for(key: str) -> Rule:

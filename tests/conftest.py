@@ -96,3 +96,21 @@ def sample_images(tmp_path) -> Path:
 def extra_image(tmp_path) -> Path:
     """One more labelled image, in its own folder."""
     return _sample_images(tmp_path / "extra", ("renpy_lucy_happy__bg_meadow",), 1, "extra_")
+
+
+def bomb_png(width: int = 30000, height: int = 30000) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb)."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (8, 8)).save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    ihdr = 8 + 8  # signature, then the IHDR chunk's length and type
+    data[ihdr : ihdr + 8] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr - 4 : ihdr + 13]))
+    data[ihdr + 13 : ihdr + 17] = struct.pack(">I", crc)
+    return bytes(data)
