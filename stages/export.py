@@ -11,11 +11,11 @@ import argparse
 from pathlib import Path
 
 from kiridashi.cache import open_cache
-from kiridashi.config import load_params
 from kiridashi.evaluate import REPORT
 from kiridashi.export.dataset import disabled_report, export_dataset, summary_text
 from kiridashi.export.settings import ExportError
 from kiridashi.logs import setup_logging
+from kiridashi.pipeline import stage_params
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("dataset_dir", help="the training-set folder to write")
     args = parser.parse_args(argv)
     setup_logging()
-    params = load_params()
+    params = stage_params()
     try:
         if not (params.get("export") or {}).get("enabled", False):
             print(disabled_report(Path(args.dataset_dir)))

@@ -78,7 +78,9 @@ def test_a_partial_config_checks_only_its_sections(cfg):
         validate(partial)  # a whole config misses the other sections
 
 
-@pytest.mark.parametrize("stage", ["preprocess", "detect", "segment", "merge", "evaluate"])
+@pytest.mark.parametrize(
+    "stage", ["preprocess", "detect", "segment", "merge", "evaluate", "export"]
+)
 def test_every_dvc_stage_checks_params_yaml_first(tmp_path, stage):
     """A bad value in params.yaml ends each stage with one error: line before any input is read."""
     import os
@@ -93,7 +95,8 @@ def test_every_dvc_stage_checks_params_yaml_first(tmp_path, stage):
     params["detect"]["scales"] = [0]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-    args = {"evaluate": ["missing", "eval", "reports"]}.get(stage, ["missing", "out"])
+    args = {"evaluate": ["missing", "eval", "reports"], "export": ["missing", "eval", "dataset"]}
+    args = args.get(stage, ["missing", "out"])
     proc = subprocess.run(
         [sys.executable, "-m", f"stages.{stage}", *args],
         cwd=tmp_path,
