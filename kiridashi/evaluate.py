@@ -29,6 +29,7 @@ from kiridashi import checks as kchecks
 from kiridashi import io as kio
 from kiridashi import metrics as km
 from kiridashi.cache import ResultCache, code_version, make_key
+from kiridashi.crops import character_masks
 
 log = logging.getLogger(__name__)
 
@@ -97,28 +98,6 @@ def entry_inputs_digest(record: dict, out_dir: Path, input_dir: Path) -> str:
         except OSError:
             h.update(b"\0missing")
     return h.hexdigest()
-
-
-def character_masks(record: dict, out_dir: Path, union: np.ndarray) -> list[np.ndarray]:
-    """Per-character HxW bool masks in the image frame, from the crops' alpha at their XYXY box.
-
-    A character whose crop cannot be read falls back to the union mask inside its box.
-    """
-    h, w = union.shape
-    masks = []
-    for ch in record.get("characters", []):
-        x0, y0, x1, y1 = (int(v) for v in ch["box"])
-        mask = np.zeros((h, w), bool)
-        try:
-            alpha = kio.load_image(out_dir / ch["crop"]).alpha
-            part = np.ones((y1 - y0, x1 - x0), bool) if alpha is None else alpha >= 128
-            if part.shape != (y1 - y0, x1 - x0):
-                raise kio.BadInput(f"crop {part.shape[::-1]} does not fit its box")
-            mask[y0:y1, x0:x1] = part
-        except (kio.BadInput, FileNotFoundError, KeyError):
-            mask[y0:y1, x0:x1] = union[y0:y1, x0:x1]
-        masks.append(mask)
-    return masks
 
 
 def pose_points(character: dict, min_conf: float) -> dict[str, list[float]]:

@@ -102,7 +102,7 @@ def overlay_results(results_path: Path, out_dir: Path | None = None) -> list[dic
     by more than the boundary tolerance, as in the quality report.
     """
     from kiridashi.checks import keypoint_names_outside
-    from kiridashi.evaluate import character_masks
+    from kiridashi.crops import character_masks
     from kiridashi.metrics import boundary_tolerance
 
     results_path = Path(results_path)

@@ -12,28 +12,11 @@ Config group ``executor`` (``conf/executor/``): ``local`` (default) or ``ray``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol
-
 from kiridashi.config import ConfigError
+from kiridashi.executors.base import Executor, Outcome
 
 EXECUTORS = ("local", "ray")
-
-Outcome = tuple[int, Any, BaseException | None]
-
-
-class Executor(Protocol):
-    """Runs ``work(*item)`` for every item, in workers set up by ``init(*initargs)``."""
-
-    workers: int
-
-    def map(
-        self,
-        init: Callable[..., None],
-        initargs: tuple,
-        work: Callable[..., Any],
-        items: Sequence[tuple],
-    ) -> Iterator[Outcome]: ...
+__all__ = ["EXECUTORS", "Executor", "Outcome", "is_local", "make_executor"]
 
 
 def is_local(executor_cfg: dict | None) -> bool:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
-from kiridashi.executors import Outcome
+from kiridashi.executors.base import Outcome
 
 
 class LocalExecutor:

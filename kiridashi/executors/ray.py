@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from kiridashi.config import ConfigError
-from kiridashi.executors import Outcome
+from kiridashi.executors.base import Outcome
 
 log = logging.getLogger(__name__)
 
