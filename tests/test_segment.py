@@ -302,3 +302,20 @@ def test_figure_prior_holds_the_figure_and_never_vouches_for_its_own_box(segment
     assert prob[figure].mean() > 0.6 and prob[~near].mean() < 0.2
     alone = Character(box=box, score=0.5, detectors=["figure_net", "mediapipe_pose"])
     assert not seg.figure_probability(rgb, [alone], 1.0, rgb.shape[:2]).any()
+
+
+def test_figure_weighs_more_where_the_selfie_model_is_blind(segment_cfg):
+    figure = dict(segment_cfg["figure"], enabled=True, blend=0.3, blend_blind=0.6, blind_below=0.25)
+    seg = AnimeRegionCut(**dict(segment_cfg, figure=figure))
+    fig = np.zeros((100, 200), np.float32)
+    fig[20:90, 20:60] = 0.9  # the net sees a figure in each box
+    fig[20:90, 120:160] = 0.9
+    selfie = np.zeros_like(fig)
+    selfie[20:90, 120:160] = 0.8  # ... the selfie model only in the second
+    chars = [
+        Character(box=(10, 10, 70, 100), score=0.9),
+        Character(box=(110, 10, 170, 100), score=0.9),
+    ]
+    b = seg._blend_map(selfie, fig, chars, 1.0)
+    assert b[50, 40] == pytest.approx(0.6) and b[50, 140] == pytest.approx(0.3)
+    assert b[5, 100] == pytest.approx(0.3)  # outside every box: the configured blend

@@ -76,7 +76,8 @@ FULLRES = {"enabled": False, "px": 4, "weight": 8.0, "max_scale": 0.9, "sure_col
            "prior": 0.0,
            "line": {"enabled": True, "weight": 1.0, "line_px": 7, "contrast": 40.0}}  # fmt: skip
 FIGURE = {"enabled": False, "blend": 0.5, "model_file": "figure_net.onnx", "input_side": 320,
-          "margin": 0.25, "not_only": ["figure_net", "mediapipe_pose"]}  # fmt: skip
+          "margin": 0.25, "not_only": ["figure_net", "mediapipe_pose"], "blend_blind": None,
+          "blind_below": 0.4}  # fmt: skip
 ENCLOSURE = {"enabled": True, "weight": 1.0, "barrier": "lines", "line_px": 5, "line_contrast": 40.0,
              "canny": [50, 150], "close_px": 1,
              "scale": 1.0, "border": {"enabled": False, "max_selfie": 0.5},
@@ -205,6 +206,28 @@ class AnimeRegionCut:
             np.maximum(out[wy0:wy1, wx0:wx1], prob, out=out[wy0:wy1, wx0:wx1])
         return out
 
+    def _blend_map(
+        self, selfie: np.ndarray | None, fig: np.ndarray, characters: list[Character], s: float
+    ) -> np.ndarray | float:
+        """The figure net's share of the person prior: ``figure.blend``, or ``figure.blend_blind``
+        in the box of a character where the selfie model is blind to the figure the net sees
+        (mean selfie probability below ``figure.blind_below`` where the net says figure)."""
+        b = float(self.figure["blend"])
+        blind = self.figure.get("blend_blind")
+        if selfie is None or blind is None:
+            return b
+        out = np.full(fig.shape, b, np.float32)
+        h, w = fig.shape
+        for ch in characters:
+            x0, y0, x1, y1 = (int(round(v * s)) for v in ch.box)
+            box = (slice(max(0, y0), min(h, y1)), slice(max(0, x0), min(w, x1)))
+            seen = fig[box] >= 0.5
+            if seen.sum() < 16:
+                continue
+            if float(selfie[box][seen].mean()) < float(self.figure["blind_below"]):
+                out[box] = np.maximum(out[box], float(blind))
+        return out
+
     def allowed_area(
         self, hw: tuple[int, int], characters: list[Character], s: float, prob: np.ndarray | None
     ) -> np.ndarray:
@@ -324,7 +347,7 @@ class AnimeRegionCut:
         fig = self.figure_probability(image if image is not None else small, characters,
                                       s if image is not None else 1.0, (h, w))  # fmt: skip
         if fig is not None:  # the person prior: selfie (or, without it, 0.5) and figure blended
-            b = float(self.figure["blend"])
+            b = self._blend_map(prob, fig, characters, s)
             prob = (1.0 - b) * (0.5 if prob is None else prob) + b * fig
         allowed = self.allowed_area((h, w), characters, s, prob)
         sure = self.sure_foreground((h, w), characters, s) & allowed
