@@ -104,3 +104,23 @@ def test_official_sam_digests():
     assert models.REGISTRY["sam_vit_l"].sha256.startswith("3adcc431")
     assert models.REGISTRY["sam_vit_h"].sha256.startswith("a7bf3b02")
     assert models.fetch_name_for("sam_vit_h_4b8939.pth") == "sam_vit_h"
+
+
+def test_an_invalid_figure_net_is_skipped_with_one_line(tmp_path):
+    """A corrupt figure_net.onnx in models_dir (it overrides the bundled one): the detector and
+    the cut's figure prior are skipped with a one-line reason, and the cut still works."""
+    import numpy as np
+
+    from kiridashi.detectors.base import MissingModel
+    from kiridashi.detectors.figure_net import FigureNet
+    from kiridashi.segmenters.anime import AnimeRegionCut
+    from kiridashi.types import Character
+
+    (tmp_path / "figure_net.onnx").write_bytes(b"not an onnx model" * 100)
+    with pytest.raises(MissingModel, match="not a valid ONNX model"):
+        FigureNet("figure_net", models_dir=tmp_path)
+    seg = AnimeRegionCut(figure={"enabled": True}, models_dir=tmp_path)
+    image = np.full((120, 160, 3), 200, np.uint8)
+    ch = Character(box=(40.0, 20.0, 120.0, 120.0), score=0.9, detectors=["lbp_cascade"])
+    assert seg.figure_probability(image, [ch], 1.0, (120, 160)) is None
+    assert seg.segment(image, [ch], memo=None)[0].shape == (120, 160)

@@ -176,14 +176,20 @@ class AnimeRegionCut:
         if not self.figure["enabled"]:
             return None
         if self._figure_net is None:
+            from kiridashi.detectors.base import MissingModel, missing_model_level
             from kiridashi.detectors.figure_net import FigureNet
 
-            self._figure_net = FigureNet(
-                "segment.figure",
-                model_file=str(self.figure["model_file"]),
-                input_side=int(self.figure["input_side"]),
-                models_dir=self.models_dir,
-            )
+            try:
+                self._figure_net = FigureNet(
+                    "segment.figure",
+                    model_file=str(self.figure["model_file"]),
+                    input_side=int(self.figure["input_side"]),
+                    models_dir=self.models_dir,
+                )
+            except MissingModel as exc:  # like a detector's: one warning, the cut goes on
+                log.log(missing_model_level(), "segment.figure skipped: %s", exc)
+                self.figure["enabled"] = False
+                return None
         h, w = hw
         H, W = image.shape[:2]
         out = np.zeros((h, w), np.float32)
