@@ -197,3 +197,16 @@ def test_training_script_runs_end_to_end_on_a_tiny_budget(tmp_path):
     assert maps.shape == (4, 192 // 4, 320 // 4)
     for f in net.figures(np.zeros((300, 500, 3), np.uint8)):
         assert 0 <= f.box[0] < f.box[2] <= 500 and 0 <= f.box[1] < f.box[3] <= 300
+
+
+def test_unreadable_training_art_is_skipped_with_a_warning(tmp_path, caplog):
+    from PIL import Image
+
+    from kiridashi.figures.train import _images
+
+    Image.new("RGBA", (8, 8), (255, 0, 0, 255)).save(tmp_path / "a.png")
+    (tmp_path / "b.png").write_bytes(b"truncated, not a PNG")
+    with caplog.at_level("WARNING"):
+        found = _images(tmp_path, "RGBA")
+    assert [name for name, _ in found] == ["a.png"] and found[0][1].shape == (8, 8, 4)
+    assert "b.png" in caplog.text

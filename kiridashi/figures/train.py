@@ -53,14 +53,20 @@ DEFAULT_OUT = Path(__file__).resolve().parents[1] / "detectors" / "data" / "figu
 
 
 def _images(folder: Path, mode: str) -> list[tuple[str, np.ndarray]]:
-    """(relative path, array) of the images below ``folder``, sorted (``mode``: RGBA / RGB)."""
-    from PIL import Image
+    """(relative path, array) of the images below ``folder``, sorted (``mode``: RGBA / RGB); an
+    unreadable file is left out with one warning line."""
+    from PIL import Image, UnidentifiedImageError
 
     out = []
     for path in sorted(folder.rglob("*")):
         if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
-            with Image.open(path) as im:
-                out.append((path.relative_to(folder).as_posix(), np.asarray(im.convert(mode))))
+            try:
+                with Image.open(path) as im:
+                    array = np.asarray(im.convert(mode))
+            except (OSError, UnidentifiedImageError, ValueError) as exc:
+                log.warning("training art skipped: %s: %s", path, str(exc).splitlines()[0])
+                continue
+            out.append((path.relative_to(folder).as_posix(), array))
     return out
 
 
