@@ -349,3 +349,19 @@ def test_groups_are_led_by_the_best_crop():
     groups = dedup.group(hashes, order=[1, 0, 2, 3], max_distance=2)
     assert [(g.best, g.members) for g in groups] == [(1, [(1, 0), (0, 2), (3, 2)]), (2, [(2, 0)])]
     assert dedup.group(hashes, order=[0, 1, 2, 3], max_distance=0)[0].members == [(0, 0)]
+
+
+def test_a_crop_is_hashed_inside_the_detectors_character_box():
+    from kiridashi.export.dedup import in_frame, perceptual_hash
+
+    rng = np.random.default_rng(0)
+    figure = np.dstack([rng.integers(0, 255, (120, 60, 3), dtype=np.uint8),
+                        np.full((120, 60), 255, np.uint8)])  # fmt: skip
+    stray = np.zeros((120, 100, 4), np.uint8)  # the same figure with a plank taken in on its left
+    stray[:, 40:] = figure
+    stray[60:70, :40] = (150, 110, 60, 255)
+    frame = [240.0, 10.0, 300.0, 130.0]  # the detector's box: the figure only
+    clipped = in_frame(stray, [200, 10, 300, 130], frame)
+    assert np.array_equal(clipped, figure)
+    assert perceptual_hash(clipped) == perceptual_hash(in_frame(figure, [240, 10, 300, 130], frame))
+    assert in_frame(stray, [200, 10, 300, 130], None) is stray  # older results: the whole crop

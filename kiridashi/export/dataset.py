@@ -183,8 +183,10 @@ def near_duplicates(
     version = code_version(*HASH_CODE)
     params = {"method": settings.dedup_hash, "side": dedup.HASH_SIDE}
     hashes = [
-        _cached(cache, counts, "export.hash", version, pixels.hash(c), params,
-                lambda c=c: dedup.perceptual_hash(pixels.rgba(c), settings.dedup_hash))
+        _cached(cache, counts, "export.hash", version, pixels.hash(c),
+                {**params, "box": c.box, "frame": c.frame},
+                lambda c=c: dedup.perceptual_hash(dedup.in_frame(pixels.rgba(c), c.box, c.frame),
+                                                  settings.dedup_hash))
         for c in crops
     ]  # fmt: skip
     order = sorted(range(len(crops)), key=lambda i: rank(crops[i]))

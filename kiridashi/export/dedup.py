@@ -1,9 +1,10 @@
 """Near-duplicates: crops grouped by perceptual hash (the ``imagehash`` library).
 
 Game CGs come in near copies (one pose, another expression or mouth); a training set wants one
-of each. A crop is hashed as it looks: composited on mid-gray and centred on a square (so the
-hash sees the character, not the hidden colour of transparent pixels, nor the aspect ratio of its
-box). Groups are formed best crop first: each crop joins the nearest group whose best crop is
+of each. A crop is hashed as it looks inside the detector's character box (:func:`in_frame`: a cut that
+takes in a piece of background in one variant only does not split the group), composited on
+mid-gray and centred on a square (so the hash sees the character, not the hidden colour of
+transparent pixels, nor the aspect ratio of its box). Groups are formed best crop first: each crop joins the nearest group whose best crop is
 within ``dedup_distance`` bits of it, else starts a group, so every group is led by its
 best-scored crop and nothing chains across groups.
 
@@ -33,6 +34,23 @@ def hash_function(method: str) -> Callable:
         "average_hash": imagehash.average_hash,
         "whash": imagehash.whash,
     }[method]
+
+
+def in_frame(rgba: np.ndarray, box: Sequence[float], frame: Sequence[float] | None) -> np.ndarray:
+    """The part of an HxWx4 crop (placed at ``box``, XYXY source px) inside ``frame`` (the
+    detector's character box, XYXY): a cut that strays beyond the figure - a plank of the
+    background taken in one expression variant and not the next - does not change the hash.
+    The whole crop when there is no frame or nothing of the crop is inside it."""
+    if frame is None:
+        return rgba
+    h, w = rgba.shape[:2]
+    x0 = max(0, int(np.floor(frame[0] - box[0])))
+    y0 = max(0, int(np.floor(frame[1] - box[1])))
+    x1 = min(w, int(np.ceil(frame[2] - box[0])))
+    y1 = min(h, int(np.ceil(frame[3] - box[1])))
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return rgba
+    return rgba[y0:y1, x0:x1]
 
 
 def perceptual_hash(rgba: np.ndarray, method: str = "phash") -> str:

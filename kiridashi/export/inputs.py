@@ -27,7 +27,9 @@ class Crop:
 
     crop: path relative to the output folder (``crops/NAME_c0.png``); box: XYXY crop box in
     the source image; score: the detection score; iou: the source image's mask IoU against its
-    ground truth (None without GT); flags: the quality report's no-reference flags for it.
+    ground truth (None without GT); flags: the quality report's no-reference flags for it;
+    frame: the detector's XYXY character box (None in older results), where near-duplicates are
+    compared.
     """
 
     crop: str
@@ -37,6 +39,7 @@ class Crop:
     score: float | None
     iou: float | None = None
     flags: list[dict[str, Any]] = field(default_factory=list)
+    frame: list[float] | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -152,6 +155,9 @@ def list_crops(results: dict, report: dict, out_dir: Path) -> list[Crop]:
                     score=None if ch.get("score") is None else float(ch["score"]),
                     iou=None if iou is None else float(iou),
                     flags=flags,
+                    frame=[float(v) for v in ch["character_box"]]
+                    if ch.get("character_box")
+                    else None,
                 )
             )
     missing = [c.crop or f"{c.source} c{c.character}" for c in crops if not c.crop]
