@@ -112,5 +112,6 @@ def test_make_release_measures_writes_commits_and_tags(clone):
     proc = _make_release(clone, "0.2.1")
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = (clone / "CHANGELOG.md").read_text()
-    assert release.released_versions(text) == ["0.2.1", "0.2.0"]
+    # newest first, above the releases the repo already had (v0.1.0 and later)
+    assert release.released_versions(text)[:2] == ["0.2.1", "0.2.0"]
     assert "Changes since v0.2.0 (1 commits):\n\n- a change after 0.2.0" in text
