@@ -67,11 +67,6 @@ def set_missing_model_level(level: int) -> None:
     _missing_level = int(level)
 
 
-def missing_model_level() -> int:
-    """The level of "skipped: <missing or invalid model>" lines in this process."""
-    return _missing_level
-
-
 def constructor_params(cfg: dict) -> dict:
     """The entry's params without the meta keys (``_target_``, ``enabled``, ``weight``)."""
     return {k: v for k, v in cfg.items() if k not in META_KEYS}

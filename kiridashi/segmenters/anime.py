@@ -176,20 +176,17 @@ class AnimeRegionCut:
         if not self.figure["enabled"]:
             return None
         if self._figure_net is None:
-            from kiridashi.detectors.base import MissingModel, missing_model_level
-            from kiridashi.detectors.figure_net import FigureNet
+            # built like a detector: once per process, a missing or invalid model file is one
+            # warning line (kiridashi.detectors.base.build) and the cut goes on without the prior
+            from kiridashi.detectors.base import build
 
-            try:
-                self._figure_net = FigureNet(
-                    "segment.figure",
-                    model_file=str(self.figure["model_file"]),
-                    input_side=int(self.figure["input_side"]),
-                    models_dir=self.models_dir,
-                )
-            except MissingModel as exc:  # like a detector's: one warning, the cut goes on
-                log.log(missing_model_level(), "segment.figure skipped: %s", exc)
-                self.figure["enabled"] = False
-                return None
+            entry = {"_target_": "kiridashi.detectors.figure_net.FigureNet",
+                     "model_file": str(self.figure["model_file"]),
+                     "input_side": int(self.figure["input_side"])}  # fmt: skip
+            context = {"models_dir": self.models_dir} if self.models_dir is not None else {}
+            self._figure_net = build("segment.figure", entry, **context) or False
+        if self._figure_net is False:
+            return None
         h, w = hw
         H, W = image.shape[:2]
         out = np.zeros((h, w), np.float32)
