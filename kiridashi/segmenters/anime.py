@@ -43,6 +43,7 @@ from kiridashi.segmenters import heads
 from kiridashi.segmenters.regions import (
     HARD,
     ColourModel,
+    close_gaps,
     line_contrast,
     min_cut,
     refine_band,
@@ -322,9 +323,7 @@ class AnimeRegionCut:
             barrier = cv2.Canny(grey, float(lo), float(hi)) > 0
         else:
             barrier = line_contrast(image, int(cfg["line_px"])) >= float(cfg["line_contrast"])
-        r = int(cfg["close_px"])
-        if r > 0:
-            barrier = cv2.dilate(barrier.astype(np.uint8), np.ones((2 * r + 1,) * 2, np.uint8)) > 0
+        barrier = close_gaps(barrier, int(cfg["close_px"]))
         free = (~barrier).astype(np.uint8)
         _, comp = cv2.connectedComponents(free, connectivity=4)
         reached = np.unique(comp[outside & (free > 0)])

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from kiridashi.segmenters.regions import line_contrast
+from kiridashi.segmenters.regions import close_gaps, line_contrast
 from kiridashi.types import BoxXYXY, Character
 
 DEFAULTS = {
@@ -109,10 +109,8 @@ def head_of(
         return (v - o) * k
 
     zone = _ellipse(hw, (at(centre[0], X0), at(centre[1], Y0)), (axes[0] * k, axes[1] * k))
-    barrier = line_contrast(crop, int(cfg["line_px"])) >= float(cfg["line_contrast"])
     r = int(cfg["close_px"])
-    if r > 0:
-        barrier = cv2.dilate(barrier.astype(np.uint8), np.ones((2 * r + 1,) * 2, np.uint8)) > 0
+    barrier = close_gaps(line_contrast(crop, int(cfg["line_px"])) >= float(cfg["line_contrast"]), r)
     n, comp = cv2.connectedComponents((~barrier).astype(np.uint8), connectivity=4)
     face = (at(face_box[0], X0), at(face_box[1], Y0), at(face_box[2], X0), at(face_box[3], Y0))
     fx0, fy0, fx1, fy1 = face

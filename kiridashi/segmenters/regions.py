@@ -129,6 +129,14 @@ def line_contrast(image: np.ndarray, line_px: int) -> np.ndarray:
     return cv2.morphologyEx(grey, cv2.MORPH_BLACKHAT, kernel)
 
 
+def close_gaps(barrier: np.ndarray, px: int) -> np.ndarray:
+    """HxW bool ``barrier`` (line art, edges) dilated by ``px`` (a square of side 2 px + 1), so
+    gaps of up to about 2 ``px`` in an outline are closed; unchanged for ``px`` <= 0."""
+    if px <= 0:
+        return barrier
+    return cv2.dilate(barrier.astype(np.uint8), np.ones((2 * px + 1,) * 2, np.uint8)) > 0
+
+
 def min_cut(unary: np.ndarray, edges: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Minimise sum of unary costs + cut pairwise weights; returns a bool foreground label per node.
 
