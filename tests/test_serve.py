@@ -265,8 +265,9 @@ def test_a_dying_worker_fails_one_request_with_503_and_the_server_carries_on(ser
 
     name, data = _image(work, 2)
     buf = io.BytesIO()
-    Image.open(io.BytesIO(data)).save(buf, "JPEG", quality=83)  # new bytes: computed, not cached
-    pid = server.get("/healthz").json()["pids"][0]
+    img = Image.open(io.BytesIO(data))
+    # new bytes (computed, not cached), and 3x larger so the task lasts seconds, not a moment
+    img.resize((img.width * 3, img.height * 3)).save(buf, "JPEG", quality=83)
     answer: dict = {}
     thread = threading.Thread(
         target=lambda: answer.update(
@@ -274,7 +275,11 @@ def test_a_dying_worker_fails_one_request_with_503_and_the_server_carries_on(ser
         )
     )
     thread.start()
-    time.sleep(1.0)
+    end = time.monotonic() + 60
+    while not (busy := server.get("/healthz").json()["busy"]) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert busy, "the upload never reached a worker"
+    pid = busy[0]
     os.kill(pid, signal.SIGKILL)
     thread.join(120)
     assert answer["r"].status == 503, answer["r"].body

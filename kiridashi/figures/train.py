@@ -55,7 +55,7 @@ DEFAULT_OUT = Path(__file__).resolve().parents[1] / "detectors" / "data" / "figu
 def _images(folder: Path, mode: str) -> list[tuple[str, np.ndarray]]:
     """(relative path, array) of the images below ``folder``, sorted (``mode``: RGBA / RGB); an
     unreadable file is left out with one warning line."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     out = []
     for path in sorted(folder.rglob("*")):
@@ -63,7 +63,8 @@ def _images(folder: Path, mode: str) -> list[tuple[str, np.ndarray]]:
             try:
                 with Image.open(path) as im:
                     array = np.asarray(im.convert(mode))
-            except (OSError, UnidentifiedImageError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - Pillow and plugins that patch Image.open
+                # (ultralytics' HEIF hook raises ModuleNotFoundError) raise many types for bad files
                 log.warning("training art skipped: %s: %s", path, str(exc).splitlines()[0])
                 continue
             out.append((path.relative_to(folder).as_posix(), array))

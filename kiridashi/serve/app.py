@@ -129,6 +129,7 @@ def create_app(settings: ServeSettings, base_overrides: list[str]):
             "ready": pool.ready,
             "workers": pool.size,
             "pids": pool.pids(),
+            "busy": pool.busy(),
             "error": pool.failure,
         }
         return JSONResponse(body, status_code=200 if pool.ready >= pool.size else 503)

@@ -85,6 +85,7 @@ class WorkerPool:
         self._workers: list[_Worker] = []
         self._ready = 0
         self._waiting = 0
+        self._busy: set[int] = set()  # pids of the workers holding a task
         self.failure: str | None = None  # why the pool cannot start, when it cannot
         self._closed = False
 
@@ -136,6 +137,11 @@ class WorkerPool:
         with self._lock:
             return [w.pid for w in self._workers]
 
+    def busy(self) -> list[int]:
+        """Pids of the workers processing a task now."""
+        with self._lock:
+            return sorted(self._busy)
+
     # -- work ----------------------------------------------------------------------------------
     def call(self, task: dict, timeout: float) -> Any:
         """Run ``task`` on a free worker (waiting for one); WorkerDied when it dies meanwhile."""
@@ -154,11 +160,16 @@ class WorkerPool:
         finally:
             with self._lock:
                 self._waiting -= 1
+        with self._lock:
+            self._busy.add(worker.pid)
         try:
             reply = worker.call(task, timeout)
         except WorkerDied:
             self._replace(worker)
             raise
+        finally:
+            with self._lock:
+                self._busy.discard(worker.pid)
         self._idle.put(worker)
         return reply
 
