@@ -88,6 +88,7 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("detect.views", Rule(choices=DETECT_VIEWS)),
     ("detect.detectors.*.views", Rule(choices=DETECT_VIEWS)),
     ("detect.detectors.*.scale_factor", Rule(gt=1)),
+    ("detect.small_faces.upscale", Rule(gt=1)),
     ("detect.detectors.mediapipe_face.model_selection", Rule(choices=(0, 1))),
     ("detect.detectors.mediapipe_pose.model_complexity", Rule(choices=(0, 1, 2))),
     ("detect.foreground.model_selection", Rule(choices=(0, 1), nonempty=True)),
@@ -344,6 +345,7 @@ def _cross_checks(cfg: dict) -> list[str]:
     out = []
     for key, node in (
         ("detect.face_recheck.detectors", detect.get("face_recheck")),
+        ("detect.small_faces.detectors", detect.get("small_faces")),
         ("detect.character.figure_evidence.detectors",
          (detect.get("character") or {}).get("figure_evidence")),
     ):  # fmt: skip
@@ -351,6 +353,13 @@ def _cross_checks(cfg: dict) -> list[str]:
         for name in names or []:
             if name not in known:
                 out.append(f"{key}: unknown detector {name!r} (known: {', '.join(known)})")
+    small = detect.get("small_faces")
+    if isinstance(small, dict) and small.get("figure_detector", "") not in known:
+        name = small.get("figure_detector")
+        out.append(
+            f"detect.small_faces.figure_detector: unknown detector {name!r} "
+            f"(known: {', '.join(known)})"
+        )
     return out
 
 

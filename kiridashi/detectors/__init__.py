@@ -6,7 +6,9 @@
 scale computes only that scale), fuses the boxes (weighted boxes fusion, supporters recorded),
 grows one box per character from faces and a foreground map (plus face-less foreground / person
 proposals), takes a second look for the faces of face-less characters, and adds per-character
-keypoints (MediaPipe Pose on each character's crop). The foreground map comes first: detectors
+keypoints (MediaPipe Pose on each character's crop). A scene left with no character gets a last
+look for small ones (:mod:`kiridashi.detectors.small_faces`: faces upscaled, each confirmed by a
+figure below it). The foreground map comes first: detectors
 with ``within_foreground: true`` (the slow animeface) search only around it.
 All returned coordinates are pixels of the given image; boxes are XYXY.
 """
@@ -30,6 +32,7 @@ from kiridashi.detectors.base import (
 from kiridashi.detectors.characters import Foreground, build_characters, settle_pending
 from kiridashi.detectors.fusion import fuse
 from kiridashi.detectors.recheck import find_face
+from kiridashi.detectors.small_faces import small_characters
 from kiridashi.types import Character, Detection
 
 log = logging.getLogger(__name__)
@@ -268,6 +271,36 @@ def recheck_faceless(
         ch.score = round(max(ch.score, float(rcfg.get("score", 0.6)) * face.score), 4)
 
 
+def look_for_small_characters(
+    image: np.ndarray, cfg: dict, models_dir: Path, memo: Memo
+) -> list[Character]:
+    """The characters of :mod:`kiridashi.detectors.small_faces` (``cfg["small_faces"]``) for
+    a scene where nothing was found; [] when it is off or its detectors are not available."""
+    scfg = cfg.get("small_faces") or {}
+    dcfgs = cfg.get("detectors") or {}
+    net_name = str(scfg.get("figure_detector", ""))
+    if not scfg.get("enabled", False) or net_name not in dcfgs:
+        return []
+    names = [n for n in scfg.get("detectors", []) if n in dcfgs]
+    faces = {n: d for n in names if (d := build(n, dcfgs[n], models_dir=Path(models_dir)))}
+    net = build(net_name, dcfgs[net_name], models_dir=Path(models_dir))
+    if not faces or net is None:
+        return []
+    hair_top = float((cfg.get("character") or {}).get("hair_top", 0.45))
+    params = {
+        **{k: v for k, v in scfg.items() if k not in ("enabled", "detectors", "figure_detector")},
+        "detectors": {n: constructor_params(dcfgs[n]) for n in faces},
+        "figure_detector": constructor_params(dcfgs[net_name]),
+        "hair_top": hair_top,
+    }
+
+    def compute() -> list[dict]:
+        found = small_characters(image, faces, net, scfg, hair_top)
+        return [c.to_dict() for c in found]
+
+    return [Character.from_dict(c) for c in memo("small_faces", params, compute)]
+
+
 def detect_image(
     image: np.ndarray,
     cfg: dict,
@@ -308,5 +341,7 @@ def detect_image(
     counts.update(add_character_keypoints(image, characters, cfg, models_dir, memo))
     if pending:
         characters = settle_pending(characters, pending, ccfg, rejected)
+    if not characters and (characters := look_for_small_characters(image, cfg, models_dir, memo)):
+        counts.update(add_character_keypoints(image, characters, cfg, models_dir, memo))
     support = [{"detectors": f.detectors, "scales": f.scales} for f in fused]
     return DetectResult(characters, [f.detection for f in fused], counts, support, rejected)
