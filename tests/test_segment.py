@@ -319,3 +319,34 @@ def test_figure_weighs_more_where_the_selfie_model_is_blind(segment_cfg):
     b = seg._blend_map(selfie, fig, chars, 1.0)
     assert b[50, 40] == pytest.approx(0.6) and b[50, 140] == pytest.approx(0.3)
     assert b[5, 100] == pytest.approx(0.3)  # outside every box: the configured blend
+
+
+def test_band_cut_that_loses_a_thin_figure_keeps_the_coarse_cut(segment_cfg):
+    seg = AnimeRegionCut(**segment_cfg)
+    coarse = np.zeros((200, 300), bool)
+    coarse[40:190, 50:80] = True  # a far figure 30 px wide: two 12 px bands cover all of it
+    coarse[40:190, 200:260] = True
+    fine = np.zeros_like(coarse)
+    fine[45:185, 205:255] = True  # the other figure keeps most of its cut
+    chars = [Character((45, 30, 85, 195), 0.8), Character((195, 30, 265, 195), 0.8)]
+    out = seg.keep_coarse(coarse, fine, chars)
+    assert out[40:190, 50:80].all()  # lost in the band: the coarse cut stays
+    assert (out[:, 150:] == fine[:, 150:]).all()  # kept enough: the band cut's boundary stays
+    seg.fullres["min_kept"] = 0.0
+    assert (seg.keep_coarse(coarse, fine, chars) == fine).all()  # off
+
+
+def test_a_small_dark_figure_on_dark_ground_keeps_its_body(cfg, models_dir):
+    from kiridashi.detectors import detect_image
+    from kiridashi.segmenters import segment_image
+    from tests.conftest import shared_path
+    from tests.test_figures import DictMemo
+
+    name = "renjs_char4normalschool__renjs_bus_station"
+    path = shared_path("datasets", "dev2", "images", f"{name}.jpg")
+    rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    gt = cv2.imread(str(path.with_name(f"{name}_gt.png")), cv2.IMREAD_GRAYSCALE) >= 128
+    result = detect_image(rgb, cfg["detect"], models_dir, DictMemo(), {"original": rgb})
+    assert len(result.characters) == 1  # found from its upscaled face (small_faces)
+    masks = segment_image(rgb, result.characters, cfg["segment"], models_dir, DictMemo())
+    assert iou(masks[0] >= 0.5, gt) > 0.3  # the band cut alone leaves only the face (IoU < 0.1)

@@ -74,7 +74,7 @@ SHAPE = {"enabled": True, "weight": 1.0, "head_scale": 1.6, "torso_width_faces":
          "column_share": 0.4}  # fmt: skip
 BAND = {"enabled": True, "px": 8, "weight": 8.0}
 FULLRES = {"enabled": False, "px": 4, "weight": 8.0, "max_scale": 0.9, "sure_colours": True,
-           "prior": 0.0,
+           "prior": 0.0, "min_kept": 0.0,
            "line": {"enabled": True, "weight": 1.0, "line_px": 7, "contrast": 40.0}}  # fmt: skip
 FIGURE = {"enabled": False, "blend": 0.5, "model_file": "figure_net.onnx", "input_side": 320,
           "margin": 0.25, "not_only": ["figure_net", "mediapipe_pose"], "blend_blind": None,
@@ -513,7 +513,9 @@ class AnimeRegionCut:
         soft = cv2.resize(fg.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
         if self.fullres["enabled"] and s < float(self.fullres["max_scale"]):
             allowed = cv2.resize(allowed.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
-            soft = self.refine_full(image, soft >= 0.5, allowed > 0).astype(np.float32)
+            coarse = soft >= 0.5
+            fine = self.refine_full(image, coarse, allowed > 0)
+            soft = self.keep_coarse(coarse, fine, characters).astype(np.float32)
         if self.refine["enabled"] and int(self.refine["radius"]) > 0:
             r = max(1, int(round(int(self.refine["radius"]) / max(s, 1e-6) * 0.5)))
             soft = guided_filter_near(image, soft, r, float(self.refine["eps"]))
@@ -528,6 +530,27 @@ class AnimeRegionCut:
         blackhat = line_contrast(image, int(cfg["line_px"])).astype(np.float32)
         c = float(cfg["contrast"])
         return np.clip((blackhat - c / 2) / (c / 2), 0.0, 1.0)
+
+    def keep_coarse(
+        self, coarse: np.ndarray, fine: np.ndarray, characters: list[Character]
+    ) -> np.ndarray:
+        """``fine`` (HxW bool, the full-resolution cut), except in the box of a character where
+        it keeps less than ``fullres.min_kept`` of ``coarse`` (HxW bool, the upscaled region
+        cut): there the coarse cut stays. The band is ``fullres.px`` wide on each side, so a
+        figure thinner than two bands (a small, far figure) lies wholly in it, and where its
+        colours are the background's (a dark suit on dark pavement) the band cut removes all
+        of it."""
+        keep = float(self.fullres["min_kept"])
+        if keep <= 0:
+            return fine
+        out = fine.copy()
+        h, w = coarse.shape
+        for ch in characters:
+            x0, y0, x1, y1 = (int(round(v)) for v in ch.box)
+            box = (slice(max(0, y0), min(h, y1)), slice(max(0, x0), min(w, x1)))
+            if fine[box].sum() < keep * coarse[box].sum():
+                out[box] |= coarse[box]
+        return out
 
     def refine_full(self, image: np.ndarray, fg: np.ndarray, allowed: np.ndarray) -> np.ndarray:
         """Pixel graph cut at the image's own resolution in a ``fullres.px`` band around ``fg``.
