@@ -68,23 +68,31 @@ def edge_alpha(mask: np.ndarray, soft: np.ndarray, edges: dict) -> np.ndarray:
     return out
 
 
-def decontaminate(rgb: np.ndarray, alpha: np.ndarray, max_side: int) -> np.ndarray:
-    """Foreground colours (HxWx3 uint8) of partly transparent pixels without the background
-    colour mixed in, by ``pymatting.estimate_foreground_ml`` on a copy of at most ``max_side``
-    px; opaque and fully transparent pixels keep their colour.
-    """
-    from pymatting import estimate_foreground_ml
+def decontaminate(rgb: np.ndarray, alpha: np.ndarray, box_px: int = 3) -> np.ndarray:
+    """Foreground colours (HxWx3 uint8 RGB) of the partly transparent pixels of ``alpha`` (HxW
+    uint8) without the background colour mixed in; opaque and fully transparent pixels keep
+    their colour.
 
+    One pass of blur fusion (Forte and Pitie, "Approximate fast foreground colour estimation",
+    ICIP 2021): the local foreground and background colours are alpha-weighted box means over a
+    ``box_px`` x ``box_px`` window, and each edge pixel's colour is the foreground mean plus alpha times what
+    that pair leaves unexplained. A small box keeps anime line art (the dark outline is the
+    foreground colour at the edge): ``python -m bench.edge_colour_bench`` measures it.
+    """
     edge = (alpha > 0) & (alpha < 255)
     if not edge.any():
         return rgb
-    h, w = alpha.shape
-    s = min(1.0, max_side / float(max(h, w)))
-    size = (max(1, round(w * s)), max(1, round(h * s)))
-    small_rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA).astype(np.float64) / 255.0
-    small_a = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA).astype(np.float64) / 255.0
-    fg = estimate_foreground_ml(small_rgb, small_a)
-    fg = cv2.resize(np.asarray(fg, np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    window = mask_window(edge, int(box_px) + 1)
+    image = rgb[window].astype(np.float32) / 255.0
+    a = alpha[window].astype(np.float32) / 255.0
+    k = (max(1, int(box_px)),) * 2
+    mean_a = cv2.blur(a, k)[..., None]
+    a = a[..., None]
+    fg = cv2.blur(image * a, k) / (mean_a + 1e-5)
+    bg = cv2.blur(image * (1 - a), k) / (1 - mean_a + 1e-5)
+    colour = np.clip(fg + a * (image - a * fg - (1 - a) * bg), 0.0, 1.0)
     out = rgb.copy()
-    out[edge] = np.clip(fg[edge] * 255.0, 0, 255).round().astype(np.uint8)
+    part = out[window]
+    inside = edge[window]
+    part[inside] = (colour[inside] * 255.0).round().astype(np.uint8)
     return out

@@ -142,7 +142,7 @@ def rgba_crop(
     a = alpha[y0:y1, x0:x1]
     edges = edges or {}
     if edges.get("mode", "hard") != "hard" and edges.get("decontaminate", False):
-        rgb_c = decontaminate(rgb_c, a, int(edges.get("decontaminate_side", 640)))
+        rgb_c = decontaminate(rgb_c, a, int(edges.get("decontaminate_box_px", 3)))
     out = np.dstack([rgb_c, a]).astype(np.uint8)
     out[a == 0, :3] = 0
     return out

@@ -3,10 +3,10 @@
 The pipeline parallelises over images (``jobs`` worker processes), so the libraries' own thread
 pools only add contention:
 
-- numba (pymatting's colour decontamination, ensemble-boxes) runs its ``parallel=True`` resize
-  kernels on a spinning thread pool: on the 2-core reference machine, with another process busy,
-  one decontamination cost 0.36 s of CPU with the default pool and 0.06 s with one thread, for
-  the same result and the same wall time.
+- numba (ensemble-boxes; pymatting's colour decontamination until it was replaced) runs its
+  ``parallel=True`` kernels on a spinning thread pool: on the 2-core reference machine, with
+  another process busy, one pymatting decontamination cost 0.36 s of CPU with the default pool
+  and 0.06 s with one thread, for the same result and the same wall time.
 - OpenCV's pool helps a single process (guided filter, resizes) but, with one worker process
   per core, its threads compete with the other workers.
 """

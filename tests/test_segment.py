@@ -186,9 +186,12 @@ def test_decontamination_removes_the_background_colour():
     fg, bg = np.array([220, 30, 30], float), np.array([30, 200, 30], float)
     a = alpha[..., None] / 255.0
     rgb = (a * fg + (1 - a) * bg).round().astype(np.uint8)
-    clean = decontaminate(rgb, alpha, 640)
+    clean = decontaminate(rgb, alpha)
     edge = clean[:, 30].astype(float)
-    assert np.abs(edge - fg).max(axis=1).mean() < np.abs(rgb[:, 30] - fg).max(axis=1).mean() / 3
+    # blur fusion in a 3 px box (the default) leaves a sixth of the background in a 1 px 50 %
+    # edge between flat colours (on drawn sprites it beats pymatting's estimate_foreground_ml,
+    # which this bound was first written for: bench/results/edge_colour*.json)
+    assert np.abs(edge - fg).max(axis=1).mean() < np.abs(rgb[:, 30] - fg).max(axis=1).mean() / 2.5
     assert edge[:, 1].mean() < 80  # little green left
     assert np.array_equal(clean[:, :30], rgb[:, :30])  # opaque pixels keep their colour
 
