@@ -1,11 +1,13 @@
 """Edge colours of the cut-outs: does colour decontamination make recomposited crops closer to
 the truth?
 
-    python -m bench.edge_colour_bench [--pool ../shared/datasets/sprites] [--every 1]
-                                      [--out bench/results/edge_colour.json]
+    python -m bench.edge_colour_bench [--art pool|renpy] [--pool ../shared/datasets/sprites]
+                                      [--every 1] [--out bench/results/edge_colour.json]
 
-Truth from the raw RGBA sprites of the pool (their own colour F and alpha a): each sprite, 600 px
-high, is composited on one of the pool's backgrounds. The cut-out's alpha is what the default
+Truth from raw RGBA sprites (their own colour F and alpha a): those of the development sprite
+pool (``--art pool``: dev2's artists) or the demo's Ren'Py art (``--art renpy``: dev's artists,
+Debian's packages as ``kiridashi demo`` fetches them). Each sprite, 600 px high, is composited on
+one of the same source's backgrounds. The cut-out's alpha is what the default
 pipeline makes of a mask: the guided-filtered mask (``segment.refine``) turned into the matte
 alpha of ``merge.edges`` - for the exact mask (a >= 0.5), the mask one pixel too wide (background
 inside) and one pixel too narrow. Its colours are either the composite's own (``none``) or
@@ -35,15 +37,33 @@ MASKS = ("exact", "one_px_wide", "one_px_narrow")
 COLOURS = ("none", "decontaminate")
 
 
-def scene(sprite: Path, background: Path, height: int = 600):
-    """(composite HxWx3 uint8 RGB, sprite colour HxWx3 float32, sprite alpha HxW float32)."""
-    bgra = cv2.imread(str(sprite), cv2.IMREAD_UNCHANGED)
-    width = round(bgra.shape[1] * height / bgra.shape[0])
-    bgra = cv2.resize(bgra, (width, height), interpolation=cv2.INTER_AREA)
-    colour = bgra[..., 2::-1].astype(np.float32)
-    alpha = bgra[..., 3].astype(np.float32) / 255.0
-    bg = cv2.resize(cv2.imread(str(background), cv2.IMREAD_COLOR), (width + 80, height + 80))
-    bg = bg[40 : 40 + height, 40 : 40 + width, ::-1].astype(np.float32)
+def load_art(kind: str, pool: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(RGBA uint8 sprites, RGB uint8 backgrounds) of ``kind``: ``pool`` or ``renpy``."""
+    if kind == "renpy":
+        from kiridashi.demo import load_renpy_art
+
+        art = load_renpy_art()
+        return [s.rgba for s in art.sprites], [b.rgb for b in art.backgrounds]
+    read = lambda p, flag: cv2.imread(str(p), flag)  # noqa: E731
+    sprites = [read(p, cv2.IMREAD_UNCHANGED) for p in sorted((pool / "sprites").rglob("*.png"))]
+    bgs = [
+        read(p, cv2.IMREAD_COLOR) for p in sorted((pool / "backgrounds").rglob("*")) if p.is_file()
+    ]
+    return (
+        [cv2.cvtColor(s, cv2.COLOR_BGRA2RGBA) for s in sprites if s is not None],
+        [cv2.cvtColor(b, cv2.COLOR_BGR2RGB) for b in bgs if b is not None],
+    )
+
+
+def scene(sprite: np.ndarray, background: np.ndarray, height: int = 600):
+    """(composite HxWx3 uint8 RGB, sprite colour HxWx3 float32, sprite alpha HxW float32) of an
+    RGBA ``sprite`` scaled to ``height`` px on the RGB ``background``."""
+    width = round(sprite.shape[1] * height / sprite.shape[0])
+    rgba = cv2.resize(sprite, (width, height), interpolation=cv2.INTER_AREA)
+    colour = rgba[..., :3].astype(np.float32)
+    alpha = rgba[..., 3].astype(np.float32) / 255.0
+    bg = cv2.resize(background, (width + 80, height + 80))
+    bg = bg[40 : 40 + height, 40 : 40 + width].astype(np.float32)
     a3 = alpha[..., None]
     composite = (colour * a3 + bg * (1 - a3)).round().clip(0, 255).astype(np.uint8)
     return composite, colour, alpha
@@ -65,14 +85,15 @@ def recomposite_error(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--art", choices=("pool", "renpy"), default="pool")
     parser.add_argument("--pool", type=Path, default=POOL)
     parser.add_argument("--every", type=int, default=1, help="use every n-th sprite")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "edge_colour.json")
     args = parser.parse_args(argv)
-    sprites = sorted((args.pool / "sprites").rglob("*.png"))[:: args.every]
-    backgrounds = sorted(p for p in (args.pool / "backgrounds").rglob("*") if p.is_file())
+    sprites, backgrounds = load_art(args.art, args.pool)
+    sprites = sprites[:: args.every]
     if not sprites or not backgrounds:
-        print(f"error: no sprites or backgrounds under {args.pool}")
+        print(f"error: no sprites or backgrounds for --art {args.art} ({args.pool})")
         return 2
     cfg = compose([])
     refine, edges = cfg["segment"]["refine"], cfg["merge"]["edges"]
@@ -103,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         m: {c: round(float(np.mean(v)), 2) for c, v in by.items()} for m, by in scores.items()
     }
     result = {
+        "art": args.art,
         "sprites": len(sprites),
         "backgrounds": len(backgrounds),
         "metric": "mean |recomposite - truth| on white and black in the edge band (0-255)",
