@@ -353,3 +353,20 @@ def test_a_small_dark_figure_on_dark_ground_keeps_its_body(cfg, models_dir):
     assert len(result.characters) == 1  # found from its upscaled face (small_faces)
     masks = segment_image(rgb, result.characters, cfg["segment"], models_dir, DictMemo())
     assert iou(masks[0] >= 0.5, gt) > 0.3  # the band cut alone leaves only the face (IoU < 0.1)
+
+
+def test_confident_pose_legs_are_sure_foreground(segment_cfg):
+    seg = AnimeRegionCut(**segment_cfg)
+    pose = {"left_shoulder": (130, 60), "right_shoulder": (70, 60), "left_hip": (120, 150),
+            "right_hip": (80, 150), "left_knee": (118, 230), "right_knee": (82, 230),
+            "left_ankle": (116, 300), "right_ankle": (84, 300)}  # fmt: skip
+    ch = Character((40, 20, 160, 320), 0.9, face_box=(80, 20, 120, 55))
+    ch.keypoints = {f"pose.{k}": (x, y, 0.95) for k, (x, y) in pose.items()}
+    sure = seg.sure_foreground((330, 200), [ch], 1.0)
+    assert sure[190, 119] and sure[265, 83]  # on the thigh and the shin lines
+    assert not sure[265, 100]  # between the legs
+    ch.keypoints["pose.left_knee"] = (118, 230, 0.5)  # an unsure knee: no left leg
+    sure = seg.sure_foreground((330, 200), [ch], 1.0)
+    assert not sure[190, 119] and not sure[265, 117] and sure[265, 83]
+    seg.seeds["leg_core"] = 0.0
+    assert not seg.sure_foreground((330, 200), [ch], 1.0)[265, 83]
