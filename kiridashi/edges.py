@@ -83,16 +83,20 @@ def decontaminate(rgb: np.ndarray, alpha: np.ndarray, box_px: int = 3) -> np.nda
     if not edge.any():
         return rgb
     window = mask_window(edge, int(box_px) + 1)
-    image = rgb[window].astype(np.float32) / 255.0
-    a = alpha[window].astype(np.float32) / 255.0
+    rgb_w, alpha_w = rgb[window], alpha[window]
+    inside = edge[window]
     k = (max(1, int(box_px)),) * 2
-    mean_a = cv2.blur(a, k)[..., None]
-    a = a[..., None]
-    fg = cv2.blur(image * a, k) / (mean_a + 1e-5)
-    bg = cv2.blur(image * (1 - a), k) / (1 - mean_a + 1e-5)
-    colour = np.clip(fg + a * (image - a * fg - (1 - a) * bg), 0.0, 1.0)
+    # box means over the window (OpenCV on uint8 in, float32 out), the colour only at the edge
+    a3 = cv2.merge([alpha_w] * 3)
+    fg_sum = cv2.blur(cv2.multiply(rgb_w, a3, scale=1 / 65025.0, dtype=cv2.CV_32F), k)[inside]
+    bg_sum = cv2.blur(cv2.multiply(rgb_w, 255 - a3, scale=1 / 65025.0, dtype=cv2.CV_32F), k)
+    mean_a = cv2.blur(alpha_w.astype(np.float32) / 255.0, k)[inside][:, None]
+    fg = fg_sum / (mean_a + 1e-5)
+    bg = bg_sum[inside] / (1.0 - mean_a + 1e-5)
+    ai = alpha_w[inside].astype(np.float32)[:, None] / 255.0
+    ii = rgb_w[inside].astype(np.float32) / 255.0
+    colour = np.clip(fg + ai * (ii - ai * fg - (1.0 - ai) * bg), 0.0, 1.0)
     out = rgb.copy()
     part = out[window]
-    inside = edge[window]
-    part[inside] = (colour[inside] * 255.0).round().astype(np.uint8)
+    part[inside] = (colour * 255.0).round().astype(np.uint8)
     return out
