@@ -110,3 +110,17 @@ def test_start_up_check_warns_once_and_workers_only_at_debug(cfg, tmp_path, capl
             base.set_missing_model_level(logging.WARNING)
     lines = [(r.levelno, r.getMessage()) for r in caplog.records if "x.xml" in r.getMessage()]
     assert [level for level, _ in lines] == [logging.WARNING, logging.DEBUG], lines
+
+
+def test_a_lazy_module_runs_its_code_on_first_use(capsys, monkeypatch):
+    import sys
+
+    from kiridashi.quiet import lazy_module
+
+    monkeypatch.delitem(sys.modules, "this", raising=False)
+    lazy_module("this")  # the Zen of Python prints itself when its code runs
+    assert "this" in sys.modules and capsys.readouterr().out == ""
+    assert sys.modules["this"].s  # first attribute access: the code runs now
+    assert "Beautiful is better than ugly" in capsys.readouterr().out
+    lazy_module("kiridashi_no_such_module")  # not found: nothing happens
+    assert "kiridashi_no_such_module" not in sys.modules
