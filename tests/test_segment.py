@@ -324,6 +324,26 @@ def test_figure_weighs_more_where_the_selfie_model_is_blind(segment_cfg):
     assert b[5, 100] == pytest.approx(0.3)  # outside every box: the configured blend
 
 
+def test_figure_weighs_more_where_the_selfie_model_overreaches(segment_cfg):
+    figure = dict(segment_cfg["figure"], enabled=True, blend=0.3, blend_blind=None,
+                  blend_over=0.6, over_ratio=0.3)  # fmt: skip
+    seg = AnimeRegionCut(**dict(segment_cfg, figure=figure, box_margin=0.15))
+    fig = np.zeros((100, 200), np.float32)
+    fig[20:90, 20:60] = 0.9  # the net sees a figure in each box
+    fig[20:90, 120:160] = 0.9
+    selfie = np.maximum(fig, 0.0)
+    selfie[0:60, 5:20] = 0.9  # ... the selfie model also a "tree trunk" beside the first one
+    chars = [
+        Character(box=(10, 10, 70, 100), score=0.9),
+        Character(box=(110, 10, 170, 100), score=0.9),
+    ]
+    b = seg._blend_map(selfie, fig, chars, 1.0)
+    assert b[30, 10] == pytest.approx(0.6) and b[50, 40] == pytest.approx(0.6)  # grown box
+    assert b[50, 140] == pytest.approx(0.3)  # the two agree: the configured blend
+    seg.figure["over_ratio"] = 1.0  # the trunk (15 x 60 px) is less than the figure (40 x 70)
+    assert seg._blend_map(selfie, fig, chars, 1.0)[30, 10] == pytest.approx(0.3)
+
+
 def test_band_cut_that_loses_a_thin_figure_keeps_the_coarse_cut(segment_cfg):
     seg = AnimeRegionCut(**segment_cfg)
     coarse = np.zeros((200, 300), bool)

@@ -83,7 +83,7 @@ FULLRES = {"enabled": False, "px": 4, "weight": 8.0, "max_scale": 0.9, "sure_col
            "line": {"enabled": True, "weight": 1.0, "line_px": 7, "contrast": 40.0}}  # fmt: skip
 FIGURE = {"enabled": False, "blend": 0.5, "model_file": "figure_net.onnx", "input_side": 320,
           "margin": 0.25, "not_only": ["figure_net", "mediapipe_pose"], "blend_blind": None,
-          "blind_below": 0.4}  # fmt: skip
+          "blind_below": 0.4, "blend_over": None, "over_ratio": 0.3}  # fmt: skip
 ENCLOSURE = {"enabled": True, "weight": 1.0, "barrier": "lines", "line_px": 5, "line_contrast": 40.0,
              "canny": [50, 150], "close_px": 1,
              "scale": 1.0, "border": {"enabled": False, "max_selfie": 0.5},
@@ -218,23 +218,44 @@ class AnimeRegionCut:
     def _blend_map(
         self, selfie: np.ndarray | None, fig: np.ndarray, characters: list[Character], s: float
     ) -> np.ndarray | float:
-        """The figure net's share of the person prior: ``figure.blend``, or ``figure.blend_blind``
-        in the box of a character where the selfie model is blind to the figure the net sees
-        (mean selfie probability below ``figure.blind_below`` where the net says figure)."""
+        """The figure net's share of the person prior (HxW, work size, or one number):
+        ``figure.blend``, raised to
+
+        - ``figure.blend_blind`` in the box of a character where the selfie model is blind to
+          the figure the net sees (mean selfie probability below ``figure.blind_below`` where
+          the net says figure), and
+        - ``figure.blend_over`` in the box grown by ``box_margin`` (the cut's area) of a
+          character where the selfie model overreaches: its foreground (>= 0.5) where the net
+          sees no figure (< 0.2) covers more than ``figure.over_ratio`` x the net's figure
+          (>= 0.5) there. The photo-trained selfie model takes tree trunks, dark doorways and
+          furniture beside a drawn figure for a person; the anime-trained net does not."""
         b = float(self.figure["blend"])
-        blind = self.figure.get("blend_blind")
-        if selfie is None or blind is None:
+        blind, over = self.figure.get("blend_blind"), self.figure.get("blend_over")
+        if selfie is None or (blind is None and over is None):
             return b
         out = np.full(fig.shape, b, np.float32)
         h, w = fig.shape
+        m = self.box_margin
         for ch in characters:
-            x0, y0, x1, y1 = (int(round(v * s)) for v in ch.box)
-            box = (slice(max(0, y0), min(h, y1)), slice(max(0, x0), min(w, x1)))
+            x0, y0, x1, y1 = (v * s for v in ch.box)
+            box = (slice(max(0, round(y0)), min(h, round(y1))),
+                   slice(max(0, round(x0)), min(w, round(x1))))  # fmt: skip
             seen = fig[box] >= 0.5
             if seen.sum() < 16:
                 continue
-            if float(selfie[box][seen].mean()) < float(self.figure["blind_below"]):
+            if blind is not None and float(selfie[box][seen].mean()) < float(
+                self.figure["blind_below"]
+            ):
                 out[box] = np.maximum(out[box], float(blind))
+            if over is None:
+                continue
+            mx, my = m * (x1 - x0), m * (y1 - y0)
+            area = (slice(int(max(0, y0 - my)), int(min(h, y1 + my))),
+                    slice(int(max(0, x0 - mx)), int(min(w, x1 + mx))))  # fmt: skip
+            figure = fig[area] >= 0.5
+            extra = (selfie[area] >= 0.5) & (fig[area] < 0.2)
+            if extra.sum() > float(self.figure["over_ratio"]) * figure.sum():
+                out[area] = np.maximum(out[area], float(over))
         return out
 
     def allowed_area(
