@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from kiridashi.detectors.base import MissingModel
+from kiridashi.errors import one_line
 from kiridashi.figures.decode import OUTPUT_STRIDE, STRIDE_MULTIPLE, Figure, decode, sigmoid
 from kiridashi.models import find_model_file
 from kiridashi.types import Detection
@@ -60,8 +61,7 @@ class FigureNet:
                 str(path), sess_options=opts, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise MissingModel(f"{path} is not a valid ONNX model ({reason})") from None
+            raise MissingModel(f"{path} is not a valid ONNX model ({one_line(exc)})") from None
         self.name = name
         self.input_side = int(input_side)
         self.min_score = float(min_score)

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kiridashi.errors import one_line
 from kiridashi.figures.synth import Scene, SceneSynth
 
 log = logging.getLogger("kiridashi.figures.train")
@@ -65,7 +66,7 @@ def _images(folder: Path, mode: str) -> list[tuple[str, np.ndarray]]:
                     array = np.asarray(im.convert(mode))
             except Exception as exc:  # noqa: BLE001 - Pillow and plugins that patch Image.open
                 # (ultralytics' HEIF hook raises ModuleNotFoundError) raise many types for bad files
-                log.warning("training art skipped: %s: %s", path, str(exc).splitlines()[0])
+                log.warning("training art skipped: %s: %s", path, one_line(exc))
                 continue
             out.append((path.relative_to(folder).as_posix(), array))
     return out

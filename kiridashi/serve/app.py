@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.staticfiles import StaticFiles
 
+from kiridashi.errors import one_line
 from kiridashi.serve.guard import BodyTooLarge, Guard
 from kiridashi.serve.jobs import JobError, Jobs
 from kiridashi.serve.metrics import Metrics
@@ -153,7 +154,7 @@ def create_app(settings: ServeSettings, base_overrides: list[str]):
             overrides = _overrides(form.get("overrides"))  # type: ignore[arg-type]
             await run_in_threadpool(_check_overrides, base_overrides, overrides)
         except (ValueError, ConfigError) as exc:
-            return _error(422, str(exc).splitlines()[0])
+            return _error(422, one_line(exc))
         data = await upload.read()
         task = {"data": data, "name": safe_name(upload.filename), "overrides": overrides}
         try:
@@ -233,7 +234,7 @@ def create_app(settings: ServeSettings, base_overrides: list[str]):
         except JobError as exc:
             return _error(exc.status, str(exc))
         except (ValueError, ConfigError) as exc:
-            return _error(422, str(exc).splitlines()[0])
+            return _error(422, one_line(exc))
         return JSONResponse(_public(job), status_code=202)
 
     @app.get("/v1/jobs")
