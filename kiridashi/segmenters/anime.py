@@ -235,7 +235,6 @@ class AnimeRegionCut:
             return b
         out = np.full(fig.shape, b, np.float32)
         h, w = fig.shape
-        m = self.box_margin
         for ch in characters:
             x0, y0, x1, y1 = (v * s for v in ch.box)
             box = (slice(max(0, round(y0)), min(h, round(y1))),
@@ -249,9 +248,7 @@ class AnimeRegionCut:
                 out[box] = np.maximum(out[box], float(blind))
             if over is None:
                 continue
-            mx, my = m * (x1 - x0), m * (y1 - y0)
-            area = (slice(int(max(0, y0 - my)), int(min(h, y1 + my))),
-                    slice(int(max(0, x0 - mx)), int(min(w, x1 + mx))))  # fmt: skip
+            area = self._grown_box((h, w), ch.box, s, self.box_margin)  # the cut's area
             figure = fig[area] >= 0.5
             extra = (selfie[area] >= 0.5) & (fig[area] < 0.2)
             if extra.sum() > float(self.figure["over_ratio"]) * figure.sum():
@@ -277,18 +274,25 @@ class AnimeRegionCut:
         return allowed
 
     @staticmethod
+    def _grown_box(
+        hw: tuple[int, int], box: tuple[float, ...], s: float, margin: float
+    ) -> tuple[slice, slice]:
+        """(rows, cols) of the XYXY ``box`` (x ``s``) grown by ``margin`` x its size, clipped to
+        an image of ``hw``."""
+        h, w = hw
+        x0, y0, x1, y1 = (v * s for v in box)
+        mx, my = margin * (x1 - x0), margin * (y1 - y0)
+        return (slice(int(max(0, y0 - my)), int(min(h, np.ceil(y1 + my)))),
+                slice(int(max(0, x0 - mx)), int(min(w, np.ceil(x1 + mx)))))  # fmt: skip
+
+    @classmethod
     def _grown_boxes(
-        hw: tuple[int, int], characters: list[Character], s: float, margin: float
+        cls, hw: tuple[int, int], characters: list[Character], s: float, margin: float
     ) -> np.ndarray:
         """HxW bool union of the character boxes (x ``s``) grown by ``margin`` x their size."""
-        h, w = hw
-        out = np.zeros((h, w), bool)
+        out = np.zeros(hw, bool)
         for ch in characters:
-            x0, y0, x1, y1 = (v * s for v in ch.box)
-            mx, my = margin * (x1 - x0), margin * (y1 - y0)
-            xs, xe = int(max(0, x0 - mx)), int(min(w, np.ceil(x1 + mx)))
-            ys, ye = int(max(0, y0 - my)), int(min(h, np.ceil(y1 + my)))
-            out[ys:ye, xs:xe] = True
+            out[cls._grown_box(hw, ch.box, s, margin)] = True
         return out
 
     def body_prior(self, hw: tuple[int, int], characters: list[Character], s: float):
@@ -344,12 +348,12 @@ class AnimeRegionCut:
         the shoulder width thick at the work scale ``s``. Legs on a floor of their own colour (grey
         trousers on pavement) are otherwise lost to the colour model."""
         pts = {}
+        x0, y0, x1, y1 = ch.box
         for name, (x, y, *conf) in ch.keypoints.items():
             if not name.startswith("pose.") or (
                 conf and conf[0] < float(self.seeds["min_leg_confidence"])
             ):
                 continue
-            x0, y0, x1, y1 = ch.box
             if x0 <= x <= x1 and y0 <= y <= y1:
                 pts[name[5:]] = (x * s, y * s)
         if "left_shoulder" not in pts or "right_shoulder" not in pts:
