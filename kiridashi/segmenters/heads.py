@@ -10,8 +10,9 @@ whole head; the line art still can. Per character with a face box (XYXY, image p
 2. the *seed*: the face box's central ellipse and its top ``fringe`` share (the fringe);
 3. the image's free space: pixels that are not dark line art (black-hat contrast of ``line_px``
    >= ``line_contrast``, closed by ``close_px``), split into 4-connected components;
-4. the head: the face (an ellipse of ``face_keep`` x its box) and the part inside the head zone of every free-space component touching the seed,
-   plus the line art along it (``close_px`` + 1 px, so the outline stays on the cut-out). A
+4. the head: the face (an ellipse of ``face_keep`` x its box) and the part inside the head zone
+   of every free-space component touching the seed, plus the line art along it (``close_px`` +
+   1 px, so the outline stays on the cut-out). A
    component that leaves the head zone above the chin is background (or hair leaking into it
    through a gap in the outline) and is not taken: long hair and the body leave the zone only
    below the chin. Closed components next to the head across one
