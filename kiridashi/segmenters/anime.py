@@ -10,8 +10,9 @@ Per image (all characters together, at a work copy whose long side is ``work_sid
 3. per-region foreground log-odds from (a) MediaPipe selfie-segmentation person probability
    (``selfie``), blended with kiridashi's figure net run on each character's box (``figure``:
    the same ONNX net the detector uses; trained on drawn figures, it holds bodies and hair that
-   the photo-trained selfie model misses), (b) foreground/background colour histograms re-learned from the current labels
-   (``colour``), (c) sure foreground at the face core and confident face/pose points (``seeds``),
+   the photo-trained selfie model misses), (b) foreground/background colour histograms
+   re-learned from the current labels (``colour``), (c) sure foreground at the face core,
+   confident face/pose points and the core of confident pose legs (``seeds``),
    (d) a body-layout prior (``shape``), (e) line-art enclosure (``enclosure``): regions that the
    sure background cannot reach without crossing dark line art count as inside; with
    ``enclosure.border`` the image border where the selfie model sees background is also open,
@@ -83,7 +84,8 @@ FULLRES = {"enabled": False, "px": 4, "weight": 8.0, "max_scale": 0.9, "sure_col
            "line": {"enabled": True, "weight": 1.0, "line_px": 7, "contrast": 40.0}}  # fmt: skip
 FIGURE = {"enabled": False, "blend": 0.5, "model_file": "figure_net.onnx", "input_side": 320,
           "margin": 0.25, "not_only": ["figure_net", "mediapipe_pose"], "blend_blind": None,
-          "blind_below": 0.4, "blend_over": None, "over_ratio": 0.3}  # fmt: skip
+          "blind_below": 0.4, "blend_over": None,
+          "over_ratio": 0.3}  # fmt: skip
 ENCLOSURE = {"enabled": True, "weight": 1.0, "barrier": "lines", "line_px": 5, "line_contrast": 40.0,
              "canny": [50, 150], "close_px": 1,
              "scale": 1.0, "border": {"enabled": False, "max_selfie": 0.5},

@@ -20,9 +20,9 @@ whole head; the line art still can. Per character with a face box (XYXY, image p
    locks; not the small cells of a textured background) join it too, ``hops`` times.
 
 Only a head the cut lost is given back: one whose face seed is more than ``repair_above`` outside
-the cut (a head the cut holds keeps its finer outline). All of it runs on the crop around the head zone, resized so that the face box is ``face_px``
-wide (line art is then a few px wide whatever the image's resolution), and comes back at the
-image's own resolution. The segmenter
+the cut (a head the cut holds keeps its finer outline). All of it runs on the crop around the
+head zone, resized so that the face box is ``face_px`` wide (line art is then a few px wide
+whatever the image's resolution), and comes back at the image's own resolution. The segmenter
 adds the head to its foreground; the evaluation's ``face_outside`` check flags any cut-out
 whose face is still outside its mask.
 """
