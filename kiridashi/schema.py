@@ -32,6 +32,7 @@ from kiridashi.config import (
     check_settings,
     compose,
     load_params,
+    load_yaml,
 )
 
 
@@ -158,26 +159,16 @@ def group_options(conf_dir: Path = CONF_DIR) -> dict[str, list[str]]:
 @functools.lru_cache(maxsize=8)
 def _conf_tree(conf_dir: str) -> tuple[dict, dict[str, dict[str, dict]], dict[str, str]]:
     """(root keys, {group: {option: section}}, {group: default option}) read from the YAML."""
-    root_doc = _load_yaml(Path(conf_dir) / "config.yaml")
+    root_doc = load_yaml(Path(conf_dir) / "config.yaml")
     defaults = {}
     for item in root_doc.pop("defaults", []):
         if isinstance(item, dict):
             defaults.update(item)
     groups = {
-        group: {opt: _load_yaml(Path(conf_dir) / group / f"{opt}.yaml") for opt in options}
+        group: {opt: load_yaml(Path(conf_dir) / group / f"{opt}.yaml") for opt in options}
         for group, options in group_options(Path(conf_dir)).items()
     }
     return root_doc, groups, defaults
-
-
-# libyaml's loader when PyYAML was built with it (10x faster; every group option is read at
-# start-up), else the pure-Python one
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _load_yaml(path: Path) -> dict:
-    with open(path, encoding="utf-8") as fh:
-        return yaml.load(fh, Loader=_SAFE_LOADER) or {}  # noqa: S506 - a safe loader
 
 
 def default_options(conf_dir: Path = CONF_DIR) -> dict[str, str]:
