@@ -1150,7 +1150,7 @@ def _bg_room(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     img = _gradient(h, w, wall, _shade(wall, 0.85))
     floor_y = int(h * rng.uniform(0.68, 0.78))
     img[floor_y:] = _gradient(h - floor_y, w, (170, 120, 80), (120, 80, 50))
-    for x in range(int(rng.integers(20, 120)), w - 150, int(rng.integers(260, 360))):
+    for x in range(int(rng.integers(20, 120)), w - 160, int(rng.integers(260, 360))):
         y0, y1 = int(h * 0.12), int(h * 0.5)
         img[y0:y1, x : x + 160] = _gradient(y1 - y0, 160, (120, 180, 240), (210, 230, 250))
         cv2.rectangle(img, (x, y0), (x + 160, y1), (240, 240, 240), 8)
