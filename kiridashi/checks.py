@@ -133,14 +133,14 @@ def halo_share(lab: np.ndarray, mask: np.ndarray, ring: int, tolerance: float) -
 
 def _runs(flags: np.ndarray) -> int:
     """Longest run of True along the last axis of a 2-D bool array (0 when none)."""
-    best = 0
-    for row in flags:
-        if not row.any():
-            continue
-        padded = np.concatenate(([0], row.astype(np.int8), [0]))
-        edges = np.flatnonzero(np.diff(padded))
-        best = max(best, int((edges[1::2] - edges[0::2]).max()))
-    return best
+    if not flags.any():
+        return 0
+    padded = np.zeros((flags.shape[0], flags.shape[1] + 2), np.int8)
+    padded[:, 1:-1] = flags
+    step = np.diff(padded, axis=1)
+    # runs start (+1) and end (-1) in the same row, in row-major order: they pair up
+    starts, ends = np.nonzero(step == 1)[1], np.nonzero(step == -1)[1]
+    return int((ends - starts).max())
 
 
 def straight_cut(lab: np.ndarray, mask: np.ndarray, step: int, tolerance: float) -> tuple[int, str]:
@@ -167,10 +167,13 @@ def straight_cut(lab: np.ndarray, mask: np.ndarray, step: int, tolerance: float)
             y_out = np.arange(h) + sign * step
             ok = (y_in >= 0) & (y_in < h) & (y_out >= 0) & (y_out < h)
             edge[~ok] = False
-            yy = np.clip(y_in, 0, h - 1)
-            yo = np.clip(y_out, 0, h - 1)
-            diff = np.linalg.norm(c[yy] - c[yo], axis=2)
-            run = _runs(edge & (diff < tolerance))
+            rows_e, cols_e = np.nonzero(edge)  # colours compared at the edge pixels only
+            yy = np.clip(y_in, 0, h - 1)[rows_e]
+            yo = np.clip(y_out, 0, h - 1)[rows_e]
+            diff = np.linalg.norm(c[yy, cols_e] - c[yo, cols_e], axis=1)
+            flat = np.zeros_like(edge)
+            flat[rows_e, cols_e] = diff < tolerance
+            run = _runs(flat)
             if run > best:
                 best, where = run, name
     return best, where
