@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -150,12 +151,18 @@ def detector_characters(
     pre = cfg["preprocess"] if mode == "pre" else None
     key = params_digest([cfg["detect"], pre, code_version("kiridashi.detectors")])
     cache_path = Path(f"/tmp/kiridashi_segment_eval_dets_{key}.json")
-    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    try:
+        cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    except ValueError:  # a run killed mid-write long ago: start again
+        cache = {}
     name = f"{path.name}:{image.shape[0]}x{image.shape[1]}:{mode}"
     if name not in cache:
         det = detect_image(image, cfg["detect"], models_dir, DictMemo(), {"original": original})
         cache[name] = [c.to_dict() for c in det.characters]
-        cache_path.write_text(json.dumps(cache))
+        # atomic: dev and dev2 evaluations may run side by side on the same detect config
+        tmp = cache_path.with_name(f"{cache_path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache))
+        os.replace(tmp, cache_path)
     return [Character.from_dict(d) for d in cache[name]]
 
 
