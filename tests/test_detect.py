@@ -15,10 +15,15 @@ import pytest
 from kiridashi import io as kio
 from kiridashi.detectors import DetectResult, detect_image, foreground_region
 from kiridashi.detectors.base import build, build_enabled, detect_at_scale
-from kiridashi.detectors.characters import Foreground, build_characters, grow_into
+from kiridashi.detectors.characters import (
+    Foreground,
+    build_characters,
+    grow_into,
+    pose_leg_room,
+)
 from kiridashi.detectors.fusion import fuse
 from kiridashi.metrics import box_iou, mask_box
-from kiridashi.types import Detection
+from kiridashi.types import Character, Detection
 from tests.conftest import SHARED, shared_path
 
 MODELS = SHARED / "models"
@@ -424,3 +429,36 @@ def test_foreground_region_is_the_grown_foreground_box():
     assert foreground_region(fg, {"threshold": 0.3, "margin": 0.05}) == (80, 20, 180, 140)
     assert foreground_region(Foreground(np.zeros_like(prob), (200, 400)), {}) is None
     assert foreground_region(None, {}) is None
+
+
+def legs(knee_y: float, ankle: tuple[float, float] | None = None, conf: float = 0.95) -> dict:
+    """Pose keypoints of a figure with hips at y 300 and knees at ``knee_y`` (both sides);
+    ``ankle``: (y, confidence) of both ankles."""
+    kp = {}
+    for side, x in (("left", 120.0), ("right", 80.0)):
+        kp[f"pose.{side}_hip"] = (x, 300.0, conf)
+        kp[f"pose.{side}_knee"] = (x, knee_y, conf)
+        if ankle is not None:
+            kp[f"pose.{side}_ankle"] = (x, ankle[0], ankle[1])
+    return kp
+
+
+def test_a_box_that_ends_at_the_knees_reaches_down_to_the_feet():
+    # confident knees at the box's bottom and no ankle: shin and foot = 1.25 thighs below them
+    ch = Character(box=(50.0, 100.0, 150.0, 405.0), score=0.9, keypoints=legs(400.0))
+    assert pose_leg_room(ch, 1.25, 0.8, image_h=720) == pytest.approx(525.0)
+    # a confident ankle: a quarter thigh of foot below it
+    ch.keypoints = legs(400.0, ankle=(490.0, 0.9))
+    assert pose_leg_room(ch, 1.25, 0.8, image_h=720) == pytest.approx(515.0)
+    # never past the image; an unsure ankle counts as none
+    ch.keypoints = legs(400.0, ankle=(490.0, 0.3))
+    assert pose_leg_room(ch, 1.25, 0.8, image_h=480) == pytest.approx(480.0)
+
+
+def test_a_box_with_room_for_the_legs_or_unsure_knees_is_left_alone():
+    ch = Character(box=(50.0, 100.0, 150.0, 600.0), score=0.9, keypoints=legs(400.0))
+    assert pose_leg_room(ch, 1.25, 0.8, image_h=720) is None
+    ch = Character(box=(50.0, 100.0, 150.0, 405.0), score=0.9, keypoints=legs(400.0, conf=0.5))
+    assert pose_leg_room(ch, 1.25, 0.8, image_h=720) is None
+    ch.keypoints = {}
+    assert pose_leg_room(ch, 1.25, 0.8, image_h=720) is None

@@ -8,7 +8,8 @@ grows one box per character from faces and a foreground map (plus face-less fore
 proposals), takes a second look for the faces of face-less characters, and adds per-character
 keypoints (MediaPipe Pose on each character's crop). A scene left with no character gets a last
 look for small ones (:mod:`kiridashi.detectors.small_faces`: faces upscaled, each confirmed by a
-figure below it). The foreground map comes first: detectors
+figure below it). Last, a box that ends at its character's knees reaches down to the legs the
+pose implies (``character.leg_room``). The foreground map comes first: detectors
 with ``within_foreground: true`` (the slow animeface) search only around it.
 All returned coordinates are pixels of the given image; boxes are XYXY.
 """
@@ -29,7 +30,12 @@ from kiridashi.detectors.base import (
     constructor_params,
     detect_at_scale,
 )
-from kiridashi.detectors.characters import Foreground, build_characters, settle_pending
+from kiridashi.detectors.characters import (
+    Foreground,
+    build_characters,
+    pose_leg_room,
+    settle_pending,
+)
 from kiridashi.detectors.fusion import fuse
 from kiridashi.detectors.recheck import find_face
 from kiridashi.detectors.small_faces import small_characters
@@ -271,6 +277,20 @@ def recheck_faceless(
         ch.score = round(max(ch.score, float(rcfg.get("score", 0.6)) * face.score), 4)
 
 
+def make_leg_room(characters: list[Character], ccfg: dict, image_h: int) -> None:
+    """Lower (in place) the bottom of each character's box to the legs its pose implies
+    (:func:`~kiridashi.detectors.characters.pose_leg_room`, ``character.leg_room``)."""
+    lcfg = ccfg.get("leg_room") or {}
+    if not lcfg.get("enabled", False):
+        return
+    for ch in characters:
+        bottom = pose_leg_room(
+            ch, float(lcfg["shin_thighs"]), float(lcfg["min_confidence"]), image_h
+        )
+        if bottom is not None:
+            ch.box = (ch.box[0], ch.box[1], ch.box[2], round(bottom, 2))
+
+
 def look_for_small_characters(
     image: np.ndarray, cfg: dict, models_dir: Path, memo: Memo
 ) -> list[Character]:
@@ -343,5 +363,6 @@ def detect_image(
         characters = settle_pending(characters, pending, ccfg, rejected)
     if not characters and (characters := look_for_small_characters(image, cfg, models_dir, memo)):
         counts.update(add_character_keypoints(image, characters, cfg, models_dir, memo))
+    make_leg_room(characters, ccfg, h)
     support = [{"detectors": f.detectors, "scales": f.scales} for f in fused]
     return DetectResult(characters, [f.detection for f in fused], counts, support, rejected)

@@ -563,6 +563,38 @@ def build_characters(
     return sorted(chars, key=lambda c: (c.box[0] + c.box[2]) / 2)
 
 
+def pose_leg_room(
+    ch: Character, shin_thighs: float, min_confidence: float, image_h: int
+) -> float | None:
+    """The bottom (image px) that a character's box needs for the legs its pose implies, or
+    None when that is not known or the box already has it. From the confident pose hips and
+    knees (``pose.*`` >= ``min_confidence``) of each side: a knee without a confident ankle
+    has a shin and a foot of ``shin_thighs`` x its thigh (hip to knee) below it; a confident
+    ankle needs a foot (a quarter thigh) below it. The box never reaches past the image. A box found from a face or a figure that ends at the knees
+    (the shins darker than the person map sees, or hidden from the figure net) would cut the
+    legs off."""
+    need = []
+    for side in ("left", "right"):
+        points = {}
+        for joint in ("hip", "knee", "ankle"):
+            point = ch.keypoints.get(f"pose.{side}_{joint}")
+            if point is not None and (len(point) < 3 or point[2] >= min_confidence):
+                points[joint] = float(point[1])
+        if "hip" not in points or "knee" not in points:
+            continue
+        thigh = points["knee"] - points["hip"]
+        if thigh <= 0:
+            continue
+        if "ankle" in points:
+            need.append(points["ankle"] + 0.25 * thigh)
+        else:
+            need.append(points["knee"] + shin_thighs * thigh)
+    if not need:
+        return None
+    bottom = min(float(image_h), max(need))
+    return bottom if bottom > ch.box[3] else None
+
+
 def person_detections(chars: list[Character]) -> list[Detection]:
     """Character boxes as "person" detections (for overlays and the fused-detection list)."""
     return [
