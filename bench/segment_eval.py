@@ -23,6 +23,7 @@ Writes bench/results/segment_eval.json (``--out``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -159,7 +160,10 @@ def detector_characters(
     if name not in cache:
         det = detect_image(image, cfg["detect"], models_dir, DictMemo(), {"original": original})
         cache[name] = [c.to_dict() for c in det.characters]
-        # atomic: dev and dev2 evaluations may run side by side on the same detect config
+        # dev and dev2 evaluations may run side by side on the same detect config: keep what
+        # the other wrote since, and write atomically
+        with contextlib.suppress(OSError, ValueError):
+            cache = {**json.loads(cache_path.read_text()), **cache}
         tmp = cache_path.with_name(f"{cache_path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(cache))
         os.replace(tmp, cache_path)
