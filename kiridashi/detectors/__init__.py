@@ -9,7 +9,8 @@ proposals), takes a second look for the faces of face-less characters, and adds 
 keypoints (MediaPipe Pose on each character's crop). A scene left with no character gets a last
 look for small ones (:mod:`kiridashi.detectors.small_faces`: faces upscaled, each confirmed by a
 figure below it). Last, a box that ends at its character's knees reaches down to the legs the
-pose implies (``character.leg_room``). The foreground map comes first: detectors
+pose implies (``character.leg_room``; pose then runs again on the grown box, which may lower it
+once more). The foreground map comes first: detectors
 with ``within_foreground: true`` (the slow animeface) search only around it.
 All returned coordinates are pixels of the given image; boxes are XYXY.
 """
@@ -277,18 +278,22 @@ def recheck_faceless(
         ch.score = round(max(ch.score, float(rcfg.get("score", 0.6)) * face.score), 4)
 
 
-def make_leg_room(characters: list[Character], ccfg: dict, image_h: int) -> None:
+def make_leg_room(characters: list[Character], ccfg: dict, image_h: int) -> list[Character]:
     """Lower (in place) the bottom of each character's box to the legs its pose implies
-    (:func:`~kiridashi.detectors.characters.pose_leg_room`, ``character.leg_room``)."""
+    (:func:`~kiridashi.detectors.characters.pose_leg_room`, ``character.leg_room``); returns
+    the characters whose box grew."""
     lcfg = ccfg.get("leg_room") or {}
     if not lcfg.get("enabled", False):
-        return
+        return []
+    grown = []
     for ch in characters:
         bottom = pose_leg_room(
             ch, float(lcfg["shin_thighs"]), float(lcfg["min_confidence"]), image_h
         )
         if bottom is not None:
             ch.box = (ch.box[0], ch.box[1], ch.box[2], round(bottom, 2))
+            grown.append(ch)
+    return grown
 
 
 def look_for_small_characters(
@@ -363,6 +368,10 @@ def detect_image(
         characters = settle_pending(characters, pending, ccfg, rejected)
     if not characters and (characters := look_for_small_characters(image, cfg, models_dir, memo)):
         counts.update(add_character_keypoints(image, characters, cfg, models_dir, memo))
-    make_leg_room(characters, ccfg, h)
+    grown = make_leg_room(characters, ccfg, h)
+    if grown:  # pose again on the grown boxes: it now sees the shins, and may move the feet
+        for name, n in add_character_keypoints(image, grown, cfg, models_dir, memo).items():
+            counts[name] = counts.get(name, 0) + n
+        make_leg_room(grown, ccfg, h)
     support = [{"detectors": f.detectors, "scales": f.scales} for f in fused]
     return DetectResult(characters, [f.detection for f in fused], counts, support, rejected)
