@@ -567,12 +567,14 @@ def pose_leg_room(
     ch: Character, shin_thighs: float, min_confidence: float, image_h: int
 ) -> float | None:
     """The bottom (image px) that a character's box needs for the legs its pose implies, or
-    None when that is not known or the box already has it. From the confident pose hips and
-    knees (``pose.*`` >= ``min_confidence``) of each side: a knee without a confident ankle
-    has a shin and a foot of ``shin_thighs`` x its thigh (hip to knee) below it; a confident
-    ankle needs a foot (a quarter thigh) below it. The box never reaches past the image. A box found from a face or a figure that ends at the knees
-    (the shins darker than the person map sees, or hidden from the figure net) would cut the
-    legs off."""
+    None when that is not known or the box already has it.
+
+    From the confident pose hips and knees (``pose.*`` >= ``min_confidence``) of each side: a
+    knee without a confident ankle has a shin and a foot of ``shin_thighs`` x its thigh (hip to
+    knee) below it; a confident ankle needs a foot (a quarter thigh) below it. The box never
+    reaches past the image (``image_h`` rows). A box found from a face or a figure that ends
+    at the knees (shins darker than the person map sees, or hidden from the figure net) would
+    cut the legs off."""
     need = []
     for side in ("left", "right"):
         points = {}
