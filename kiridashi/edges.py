@@ -76,8 +76,9 @@ def decontaminate(rgb: np.ndarray, alpha: np.ndarray, box_px: int = 3) -> np.nda
     One pass of blur fusion (Forte and Pitie, "Approximate fast foreground colour estimation",
     ICIP 2021): the local foreground and background colours are alpha-weighted box means over a
     ``box_px`` x ``box_px`` window, and each edge pixel's colour is the foreground mean plus
-    alpha times what that pair leaves unexplained. A small box keeps anime line art (the dark outline is the
-    foreground colour at the edge): ``python -m bench.edge_colour_bench`` measures it.
+    alpha times what that pair leaves unexplained. A small box keeps anime line art (the dark
+    outline is the foreground colour at the edge): ``python -m bench.edge_colour_bench``
+    measures it.
     """
     edge = (alpha > 0) & (alpha < 255)
     if not edge.any():
