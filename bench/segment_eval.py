@@ -137,6 +137,14 @@ def gt_characters(path: Path, rgb: np.ndarray, chars_gt: list[np.ndarray]) -> li
     return out
 
 
+def _read_cache(path: Path) -> dict:
+    """The detection cache file as a dict; {} when it is missing or unreadable (a run killed
+    mid-write before writes were atomic)."""
+    with contextlib.suppress(OSError, ValueError):
+        return json.loads(path.read_text())
+    return {}
+
+
 def detector_characters(
     path: Path, image: np.ndarray, cfg: dict, models_dir: Path, args, original: np.ndarray
 ) -> list[Character]:
@@ -152,18 +160,13 @@ def detector_characters(
     pre = cfg["preprocess"] if mode == "pre" else None
     key = params_digest([cfg["detect"], pre, code_version("kiridashi.detectors")])
     cache_path = Path(f"/tmp/kiridashi_segment_eval_dets_{key}.json")
-    try:
-        cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
-    except ValueError:  # a run killed mid-write long ago: start again
-        cache = {}
+    cache = _read_cache(cache_path)
     name = f"{path.name}:{image.shape[0]}x{image.shape[1]}:{mode}"
     if name not in cache:
         det = detect_image(image, cfg["detect"], models_dir, DictMemo(), {"original": original})
-        cache[name] = [c.to_dict() for c in det.characters]
         # dev and dev2 evaluations may run side by side on the same detect config: keep what
         # the other wrote since, and write atomically
-        with contextlib.suppress(OSError, ValueError):
-            cache = {**json.loads(cache_path.read_text()), **cache}
+        cache = {**_read_cache(cache_path), **cache, name: [c.to_dict() for c in det.characters]}
         tmp = cache_path.with_name(f"{cache_path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(cache))
         os.replace(tmp, cache_path)
