@@ -220,6 +220,21 @@ def export_onnx(model, out: Path) -> None:
     os.replace(tmp, out)
 
 
+def one_cycle(progress: float) -> float:
+    """Learning-rate share at ``progress`` in [0, 1] of the budget: a warm-up over the first
+    5 %, then a cosine down to 2 % of the peak."""
+    if progress < 0.05:
+        return progress / 0.05
+    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * (progress - 0.05) / 0.95))
+
+
+def write_record(out: Path, record: dict) -> None:
+    """``record`` as ``<out>.json`` beside the model, atomically."""
+    tmp = out.with_name(out.name + ".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, out.with_name(out.name + ".json"))
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -256,12 +271,7 @@ def train(
     for step, arrays in enumerate(stream(synth, batch, seed + 1, workers), start=1):
         elapsed = time.monotonic() - t0
         progress = min(1.0, step / max_steps) if max_steps else min(1.0, elapsed / budget)
-        # one-cycle: warm up over the first 5 %, then cosine down to 2 % of the peak
-        scale = (
-            progress / 0.05
-            if progress < 0.05
-            else 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * (progress - 0.05) / 0.95))
-        )
+        scale = one_cycle(progress)
         for g in opt.param_groups:
             g["lr"] = lr * max(scale, 0.02)
         model.train()
@@ -303,9 +313,7 @@ def train(
         "sha256": sha256(out),
         "command": " ".join(["python -m kiridashi.figures.train", *sys.argv[1:]]),
     }
-    tmp = out.with_name(out.name + ".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out.with_name(out.name + ".json"))
+    write_record(out, record)
     return record
 
 
