@@ -82,7 +82,8 @@ BAND = {"enabled": True, "px": 8, "weight": 8.0}
 FULLRES = {"enabled": False, "px": 4, "weight": 8.0, "max_scale": 0.9, "sure_colours": True,
            "prior": 0.0, "min_kept": 0.0,
            "line": {"enabled": True, "weight": 1.0, "line_px": 7, "contrast": 40.0}}  # fmt: skip
-FIGURE = {"enabled": False, "blend": 0.5, "model_file": "figure_net.onnx", "input_side": 320,
+FIGURE = {"enabled": False, "blend": 0.5, "net": "kiridashi.detectors.figure_net.FigureNet",
+          "model_file": "figure_net.onnx", "input_side": 320,
           "margin": 0.25, "not_only": ["figure_net", "mediapipe_pose"], "blend_blind": None,
           "blind_below": 0.4, "blend_over": None,
           "over_ratio": 0.3}  # fmt: skip
@@ -188,7 +189,7 @@ class AnimeRegionCut:
             # warning line (kiridashi.detectors.base.build) and the cut goes on without the prior
             from kiridashi.detectors.base import build
 
-            entry = {"_target_": "kiridashi.detectors.figure_net.FigureNet",
+            entry = {"_target_": str(self.figure["net"]),
                      "model_file": str(self.figure["model_file"]),
                      "input_side": int(self.figure["input_side"])}  # fmt: skip
             context = {"models_dir": self.models_dir} if self.models_dir is not None else {}
