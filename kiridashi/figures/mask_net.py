@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kiridashi.figures.net import Down, Up, conv
+from kiridashi.figures.net import Encoder, Up
 
 OUTPUT_STRIDE = 2
 
@@ -25,8 +25,7 @@ class MaskNet(nn.Module):
     def __init__(self, widths: tuple[int, ...] = (16, 32, 48, 64, 96), head: int = 16):
         super().__init__()
         w = widths
-        self.stem = nn.Sequential(conv(3, w[0], 2), conv(w[0], w[0]))
-        self.down = nn.ModuleList(Down(a, b) for a, b in zip(w[:-1], w[1:], strict=False))
+        self.encoder = Encoder(w)
         self.up4 = Up(w[4], w[3], w[3])
         self.up3 = Up(w[3], w[2], w[2])
         self.up2 = Up(w[2], w[1], w[1])
@@ -34,12 +33,7 @@ class MaskNet(nn.Module):
         self.head = nn.Conv2d(head, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x / 127.5 - 1.0
-        s2 = self.stem(x)
-        s4 = self.down[0](s2)
-        s8 = self.down[1](s4)
-        s16 = self.down[2](s8)
-        s32 = self.down[3](s16)
+        s2, s4, s8, s16, s32 = self.encoder(x)
         y = self.up4(s32, s16)
         y = self.up3(y, s8)
         y = self.up2(y, s4)

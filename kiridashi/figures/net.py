@@ -46,14 +46,29 @@ class Up(nn.Module):
         return self.body(torch.cat([self.up(x), skip], dim=1))
 
 
+class Encoder(nn.Module):
+    """RGB in [0, 255] -> features at strides 2, 4, 8, 16, 32 (``widths`` channels)."""
+
+    def __init__(self, widths: tuple[int, ...]):
+        super().__init__()
+        w = widths
+        self.stem = nn.Sequential(conv(3, w[0], 2), conv(w[0], w[0]))
+        self.down = nn.ModuleList(Down(a, b) for a, b in zip(w[:-1], w[1:], strict=False))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        feats = [self.stem(x / 127.5 - 1.0)]
+        for down in self.down:
+            feats.append(down(feats[-1]))
+        return tuple(feats)
+
+
 class FigureNet(nn.Module):
     """See the module docstring; ``widths`` are the channels at strides 2, 4, 8, 16, 32."""
 
     def __init__(self, widths: tuple[int, ...] = (16, 24, 48, 64, 96), head: int = 32):
         super().__init__()
         w = widths
-        self.stem = nn.Sequential(conv(3, w[0], 2), conv(w[0], w[0]))
-        self.down = nn.ModuleList(Down(a, b) for a, b in zip(w[:-1], w[1:], strict=False))
+        self.encoder = Encoder(w)
         self.up3 = Up(w[4], w[3], w[3])
         self.up2 = Up(w[3], w[2], w[2])
         self.up1 = Up(w[2], w[1], head)
@@ -62,12 +77,7 @@ class FigureNet(nn.Module):
             self.head[-1].bias[1].fill_(-2.2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x / 127.5 - 1.0
-        s2 = self.stem(x)
-        s4 = self.down[0](s2)
-        s8 = self.down[1](s4)
-        s16 = self.down[2](s8)
-        s32 = self.down[3](s16)
+        _, s4, s8, s16, s32 = self.encoder(x)
         y = self.up3(s32, s16)
         y = self.up2(y, s8)
         y = self.up1(y, s4)

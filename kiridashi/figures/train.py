@@ -27,20 +27,15 @@ heat map, L1 on the log box sizes around each centre. The export takes any H x W
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
 import logging
 import math
-import os
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 from kiridashi.errors import one_line
 from kiridashi.figures.synth import Scene, SceneSynth
+from kiridashi.figures.training import Recipe, fit, run, save, start, stream
 
 log = logging.getLogger("kiridashi.figures.train")
 
@@ -49,7 +44,6 @@ LOSS_NAMES = ("mask", "centre", "size")
 # the MIT-licensed folders of ../shared/datasets/sprites (LICENSES.md there): LilyNovelPlayer
 # (MIT) and Moonlight Walks (MIT + a naming clause); renjs and ossified are CC-BY-SA, left out
 MIT_POOL_FOLDERS = ("lily", "moonlight")
-DEFAULT_POOL = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "sprites"
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "detectors" / "data" / "figure_net.onnx"
 
 
@@ -161,28 +155,6 @@ def batches(synth: SceneSynth, batch: int, seed: int, stride: int):
         )
 
 
-def stream(synth: SceneSynth, batch: int, seed: int, workers: int):
-    """:func:`batches` made in ``workers`` background processes (0: in this process)."""
-    from kiridashi.figures.decode import OUTPUT_STRIDE
-
-    if workers <= 0:
-        yield from batches(synth, batch, seed, OUTPUT_STRIDE)
-        return
-    import torch
-
-    class Batches(torch.utils.data.IterableDataset):
-        def __iter__(self):
-            info = torch.utils.data.get_worker_info()
-            wid = info.id if info is not None else 0
-            return batches(synth, batch, seed + 1000 * wid, OUTPUT_STRIDE)
-
-    loader = torch.utils.data.DataLoader(
-        Batches(), batch_size=None, num_workers=workers, prefetch_factor=4
-    )
-    for arrays in loader:
-        yield tuple(a.numpy() for a in arrays)
-
-
 def loss_terms(out, mask, heat, size, weight):
     """(mask BCE, centre focal, size L1) of a batch (torch tensors)."""
     import torch
@@ -200,158 +172,25 @@ def loss_terms(out, mask, heat, size, weight):
     return l_mask, l_heat, l_size
 
 
-def export_onnx(model, out: Path) -> None:
-    """``model`` to ONNX at ``out`` (input ``image`` N x 3 x H x W, output ``maps``), atomically."""
-    import torch
-
-    model.eval()
-    tmp = out.with_suffix(".tmp.onnx")
-    dummy = torch.zeros(1, 3, 192, 320)
-    kwargs = {
-        "input_names": ["image"],
-        "output_names": ["maps"],
-        "dynamic_axes": {"image": {0: "n", 2: "h", 3: "w"}, "maps": {0: "n", 2: "h4", 3: "w4"}},
-        "opset_version": 17,
-    }
-    try:
-        torch.onnx.export(model, dummy, str(tmp), dynamo=False, **kwargs)
-    except TypeError:  # torch without the dynamo switch
-        torch.onnx.export(model, dummy, str(tmp), **kwargs)
-    os.replace(tmp, out)
-
-
-def one_cycle(progress: float) -> float:
-    """Learning-rate share at ``progress`` in [0, 1] of the budget: a warm-up over the first
-    5 %, then a cosine down to 2 % of the peak."""
-    if progress < 0.05:
-        return progress / 0.05
-    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * (progress - 0.05) / 0.95))
-
-
-def write_record(out: Path, record: dict) -> None:
-    """``record`` as ``<out>.json`` beside the model, atomically."""
-    tmp = out.with_name(out.name + ".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out.with_name(out.name + ".json"))
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def train(
-    out: Path,
-    minutes: float,
-    art: str = "renpy",
-    seed: int = 0,
-    batch: int = 16,
-    lr: float = 3e-3,
-    max_steps: int | None = None,
-    threads: int | None = None,
-    workers: int = 1,
-    pool: Path | None = None,
-) -> dict:
-    """Train for ``minutes`` (or ``max_steps``), export to ``out``; returns the training record."""
-    import torch
-
+def train(recipe: Recipe) -> dict:
+    """Train the figure net as ``recipe`` says, export it; returns the training record."""
+    from kiridashi.figures.decode import OUTPUT_STRIDE
     from kiridashi.figures.net import FigureNet
 
-    torch.manual_seed(seed)
-    if threads:
-        torch.set_num_threads(threads)
-    sprites, backgrounds, provenance = load_art(art, pool)
-    synth = SceneSynth(sprites, backgrounds, np.random.default_rng(seed))
+    r = recipe
+    start(r)
+    sprites, backgrounds, provenance = load_art(r.art, r.pool)
+    synth = SceneSynth(sprites, backgrounds, np.random.default_rng(r.seed))
     model = FigureNet()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    budget = minutes * 60.0
-    t0 = time.monotonic()
-    history: list[dict] = []
-    running = np.zeros(3)
-    step = 0
-    for step, arrays in enumerate(stream(synth, batch, seed + 1, workers), start=1):
-        elapsed = time.monotonic() - t0
-        progress = min(1.0, step / max_steps) if max_steps else min(1.0, elapsed / budget)
-        scale = one_cycle(progress)
-        for g in opt.param_groups:
-            g["lr"] = lr * max(scale, 0.02)
-        model.train()
-        images, mask, heat, size, weight = (torch.from_numpy(np.asarray(a)) for a in arrays)
-        terms = loss_terms(model(images), mask, heat, size, weight)
-        loss = terms[0] + terms[1] + 0.5 * terms[2]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        running = (
-            0.95 * running + 0.05 * np.array([t.item() for t in terms])
-            if step > 1
-            else (np.array([t.item() for t in terms]))
-        )
-        if step % 50 == 0 or step == 1:
-            rec = {"step": step, "seconds": round(elapsed, 1), "lr": round(lr * scale, 6)}
-            rec.update(dict(zip(LOSS_NAMES, np.round(running, 4).tolist(), strict=True)))
-            history.append(rec)
-            log.info("%s", rec)
-        if (max_steps and step >= max_steps) or (not max_steps and elapsed >= budget):
-            break
-    out.parent.mkdir(parents=True, exist_ok=True)
-    export_onnx(model, out)
-    record = {
-        "model": "kiridashi.figures.net.FigureNet",
-        "parameters": int(sum(p.numel() for p in model.parameters())),
-        "steps": step,
-        "batch": batch,
-        "threads": torch.get_num_threads(),
-        "workers": workers,
-        "seconds": round(time.monotonic() - t0, 1),
-        "seed": seed,
-        "lr": lr,
-        "sizes": [list(s) for s in SIZES],
-        "data": provenance,
-        "final_losses": dict(zip(LOSS_NAMES, np.round(running, 4).tolist(), strict=True)),
-        "history": history,
-        "torch": torch.__version__,
-        "sha256": sha256(out),
-        "command": " ".join(["python -m kiridashi.figures.train", *sys.argv[1:]]),
-    }
-    write_record(out, record)
-    return record
+    data = stream(lambda s: batches(synth, r.batch, s, OUTPUT_STRIDE), r.seed + 1, r.workers)
+    losses = lambda m, images, *tg: loss_terms(m(images), *tg)  # noqa: E731
+    done = fit(model, data, losses, LOSS_NAMES, (1.0, 1.0, 0.5), r.lr, r.minutes, r.max_steps)
+    details = {"sizes": [list(s) for s in SIZES], "data": provenance}
+    return save(model, r, done, details, "kiridashi.figures.train")
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="ONNX file to write")
-    ap.add_argument("--minutes", type=float, default=40.0, help="training time budget")
-    ap.add_argument("--max-steps", type=int, default=None, help="stop after N steps instead")
-    ap.add_argument("--art", choices=("pool", "renpy", "procedural"), default="pool")
-    ap.add_argument(
-        "--pool", type=Path, default=DEFAULT_POOL, help="sprite pool: sprites/ + backgrounds/"
-    )
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (0: all cores)")
-    ap.add_argument("--workers", type=int, default=1, help="scene-making processes (0: none)")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        print("error: training needs torch: pip install -e '.[torch]'", file=sys.stderr)
-        return 2
-    rec = train(
-        args.out,
-        args.minutes,
-        args.art,
-        args.seed,
-        args.batch,
-        args.lr,
-        args.max_steps,
-        args.threads,
-        args.workers,
-        args.pool,
-    )
-    print(json.dumps({k: v for k, v in rec.items() if k != "history"}, indent=2))
-    return 0
+    return run(argv, __doc__, Recipe(DEFAULT_OUT, minutes=40.0, batch=16), train)
 
 
 if __name__ == "__main__":
