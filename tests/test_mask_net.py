@@ -67,3 +67,21 @@ def test_a_missing_mask_net_file_names_its_setting(tmp_path):
 
     with pytest.raises(MissingModel, match=r"segment\.figure\.model_file"):
         MaskNet("segment.figure", model_file="nope.onnx", models_dir=tmp_path)
+
+
+def test_repainted_regions_keep_the_line_art_and_the_shading():
+    from kiridashi.figures.synth import colour_regions, repaint_regions
+
+    rgba = np.zeros((60, 40, 4), np.uint8)
+    rgba[5:55, 5:35] = (20, 20, 20, 255)  # outline
+    rgba[8:30, 8:32] = (200, 40, 40, 255)  # red shirt ...
+    rgba[8:30, 8:32, 0] += np.arange(22, dtype=np.uint8)[:, None]  # ... with shading
+    rgba[32:52, 8:32] = (40, 40, 200, 255)  # blue skirt
+    labels = colour_regions(rgba, k=3)
+    assert (labels[rgba[..., 3] == 0] == -1).all() and labels[6, 6] == 0  # line art: cluster 0
+    out = repaint_regions(rgba[..., :3], labels, np.random.default_rng(0), np.zeros((1, 3)), 3)
+    assert (out[6, 6] == rgba[6, 6, :3]).all()  # the line art is never repainted
+    shirt = out[8:30, 8:32, 0].astype(int)
+    assert not np.array_equal(out[8:30, 8:32], rgba[8:30, 8:32, :3])
+    below = shirt[1:, 0] < 255  # the shading is kept where the new colour is not clipped
+    assert below.sum() >= 10 and (np.diff(shirt[:, 0])[below] == 1).all()

@@ -60,6 +60,11 @@ class SynthConfig:
     max_clutter: int = 4
     p_jpeg: float = 0.7
     p_blur: float = 0.15
+    # the mask net's training also repaints whole colour regions of a sprite (a shirt, the hair)
+    # white, grey or in a colour of the background behind it, so that it learns a figure from
+    # its outline and line art, not from the colours of a few artists (0: the figure net's recipe)
+    p_regions: float = 0.0
+    max_regions: int = 3
 
 
 def _shrink(img: np.ndarray, max_height: int) -> np.ndarray:
@@ -86,6 +91,50 @@ def _recolour(rgb: np.ndarray, rng: np.random.Generator, cfg: SynthConfig) -> np
     if rng.random() < cfg.p_grey:
         out = np.repeat(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
     return out
+
+
+def colour_regions(rgba: np.ndarray, k: int = 8, seed: int = 0) -> np.ndarray:
+    """HxW int32 colour cluster (k-means in Lab over the opaque pixels) of each pixel of a
+    straight-alpha sprite, -1 where it is transparent; cluster 0 is the darkest (line art)."""
+    opaque = rgba[..., 3] >= 128
+    labels = np.full(opaque.shape, -1, np.int32)
+    lab = cv2.cvtColor(np.ascontiguousarray(rgba[..., :3]), cv2.COLOR_RGB2LAB).astype(np.float32)
+    pix = lab[opaque]
+    if len(pix) < 4 * k:
+        return labels
+    sample = pix[np.random.default_rng(seed).permutation(len(pix))[:20000]]
+    crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 1.0)
+    cv2.setRNGSeed(seed)
+    _, _, centres = cv2.kmeans(sample, k, None, crit, 2, cv2.KMEANS_PP_CENTERS)
+    centres = centres[np.argsort(centres[:, 0])]  # darkest first
+    d = ((pix[:, None, :] - centres[None]) ** 2).sum(axis=2)
+    labels[opaque] = d.argmin(axis=1).astype(np.int32)
+    return labels
+
+
+def repaint_regions(
+    rgb: np.ndarray,
+    labels: np.ndarray,
+    rng: np.random.Generator,
+    colours: np.ndarray,
+    n: int,
+) -> np.ndarray:
+    """``rgb`` (HxWx3 uint8) with ``n`` random colour clusters of ``labels`` (not 0, the line
+    art) moved to a new colour - white, a grey, or one of ``colours`` (Kx3, e.g. sampled from
+    the background) - keeping each pixel's shading (its offset from the cluster's mean)."""
+    out = rgb.astype(np.float32)
+    present = [c for c in np.unique(labels) if c > 0]
+    for c in rng.permutation(present)[:n]:
+        m = labels == c
+        r = rng.random()
+        if r < 0.35:
+            target = np.full(3, rng.uniform(215, 255))
+        elif r < 0.55:
+            target = np.full(3, rng.uniform(60, 200))
+        else:
+            target = colours[int(rng.integers(len(colours)))].astype(np.float32)
+        out[m] += target - out[m].mean(axis=0)
+    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 def _fit(bg: np.ndarray, rng: np.random.Generator, w: int, h: int) -> np.ndarray:
@@ -116,6 +165,7 @@ class SceneSynth:
         n_procedural: int = 48,
     ):
         self.cfg = cfg or SynthConfig()
+        self._regions: dict[int, np.ndarray] = {}
         self.sprites = [_shrink(np.ascontiguousarray(crop_to_alpha(s)), 520) for s in sprites]
         self.backgrounds = [_shrink(b, 400) for b in backgrounds]
         self.proc_sprites = [
@@ -163,11 +213,27 @@ class SceneSynth:
         layer = np.dstack([patch.astype(np.float32) / 255.0 * a, a])
         return layer, int(rng.integers(-pw // 3, w - pw // 2)), int(rng.integers(0, h - ph // 2))
 
+    def _labels(self, rgba: np.ndarray) -> np.ndarray | None:
+        """The colour clusters of a pool sprite (:func:`colour_regions`), computed once."""
+        if self.cfg.p_regions <= 0:
+            return None
+        key = id(rgba)
+        if key not in self._regions:
+            self._regions[key] = colour_regions(rgba)
+        return self._regions[key]
+
     def _place(
-        self, rng: np.random.Generator, rgba: np.ndarray, w: int, h: int
+        self,
+        rng: np.random.Generator,
+        rgba: np.ndarray,
+        w: int,
+        h: int,
+        colours: np.ndarray | None = None,
     ) -> tuple[np.ndarray, int, int]:
-        """(premultiplied layer, x, y) of one character on a w x h canvas."""
+        """(premultiplied layer, x, y) of one character on a w x h canvas; ``colours`` (Kx3)
+        are the background's, for :func:`repaint_regions`."""
         cfg = self.cfg
+        labels = self._labels(rgba) if colours is not None else None
         cut = _cut_bottom(rgba)
         if not cut and rng.random() < cfg.p_bust:  # a full figure shown from the waist up
             keep = float(rng.uniform(0.35, 0.7))
@@ -182,7 +248,11 @@ class SceneSynth:
             floor = float(rng.uniform(0.7, 1.05)) if rng.random() < 0.8 else rng.uniform(0.3, 1.0)
             y = min(floor * h - height, h - 0.6 * height)
             y = max(y, -0.05 * height)
-        rgba = np.dstack([_recolour(np.ascontiguousarray(rgba[..., :3]), rng, cfg), rgba[..., 3]])
+        rgb = _recolour(np.ascontiguousarray(rgba[..., :3]), rng, cfg)
+        if labels is not None and rng.random() < cfg.p_regions:
+            n = int(rng.integers(1, cfg.max_regions + 1))
+            rgb = repaint_regions(rgb, labels[: rgb.shape[0]], rng, colours, n)
+        rgba = np.dstack([rgb, rgba[..., 3]])
         layer = premultiplied_layer(rgba, max(4, round(height)), bool(rng.random() < 0.5))
         if rng.random() < cfg.p_stretch:  # other body proportions: slimmer / broader figures
             lw = max(2, round(layer.shape[1] * float(rng.uniform(0.75, 1.25))))
@@ -200,13 +270,16 @@ class SceneSynth:
         w, h = size
         W, H = 2 * w, 2 * h
         canvas = self._background(rng, W, H)
+        colours = None  # 16 x 3 background colours for repainted regions (drawn only then)
+        if self.cfg.p_regions > 0:
+            colours = canvas[rng.integers(0, H, 16), rng.integers(0, W, 16)]
         layers: list[tuple[np.ndarray, int, int, bool]] = []
         if rng.random() < self.cfg.p_clutter:
             for _ in range(int(rng.integers(1, self.cfg.max_clutter + 1))):
                 layers.append((*self._clutter(rng, W, H), False))
         n = int(rng.choice(len(self.cfg.p_chars), p=np.asarray(self.cfg.p_chars)))
         for _ in range(n):
-            layers.append((*self._place(rng, self._sprite(rng), W, H), True))
+            layers.append((*self._place(rng, self._sprite(rng), W, H, colours), True))
         # clutter mostly stands behind the characters; in front it hides part of them
         behind = [c for c in layers if not c[3] and rng.random() < 0.75]
         rest = [c for c in layers if not any(c is b for b in behind)]
