@@ -41,7 +41,7 @@ class FigureNet(OnnxMaps):
         models_dir: str | Path | None = None,
     ):
         key = f"detect.detectors.{name}.model_file"
-        super().__init__(model_file, input_side, key, threads, models_dir)
+        super().__init__(model_file, input_side, key, "figure_net.onnx", threads, models_dir)
         self.name = name
         self.min_score = float(min_score)
         self.min_mask_mean = float(min_mask_mean)

@@ -24,7 +24,7 @@ class OnnxMaps:
     """``maps(HxWx3 uint8 RGB) -> C x h x w`` float32 output maps; ``probability`` of channel 0.
 
     A missing or invalid model file raises :class:`~kiridashi.detectors.base.MissingModel`
-    (``config_key`` names the setting in that message)."""
+    (``config_key`` names the setting in that message, ``shipped`` the file the package ships)."""
 
     CONTEXT = ("models_dir",)
 
@@ -33,6 +33,7 @@ class OnnxMaps:
         model_file: str,
         input_side: int,
         config_key: str,
+        shipped: str,
         threads: int = 1,
         models_dir: str | Path | None = None,
     ):
@@ -42,7 +43,7 @@ class OnnxMaps:
         if path is None:
             raise MissingModel(
                 f"model file {model_file} not found (config key {config_key}; the package "
-                f"ships {Path(model_file).name}: reinstall kiridashi)"
+                f"ships {shipped}: reinstall kiridashi)"
             )
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(1, int(threads))

@@ -27,5 +27,6 @@ class MaskNet(OnnxMaps):
         threads: int = 1,
         models_dir: str | Path | None = None,
     ):
-        super().__init__(model_file, input_side, f"{name}.model_file", threads, models_dir)
+        key = f"{name}.model_file"
+        super().__init__(model_file, input_side, key, "mask_net.onnx", threads, models_dir)
         self.name = name
