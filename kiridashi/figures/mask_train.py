@@ -1,13 +1,15 @@
 """Train the mask net on crops of synthetic scenes and export it to ONNX (needs ``torch``).
 
-    python -m kiridashi.figures.mask_train [--minutes 50] [--out kiridashi/detectors/data/mask_net.onnx]
+    python -m kiridashi.figures.mask_train [--minutes 55] [--out kiridashi/detectors/data/mask_net.onnx]
                                            [--art pool|renpy|procedural] [--pool DIR] [--seed 0]
 
 Data: the figure net's recipe (:mod:`kiridashi.figures.train`: MIT-licensed art only - Ren'Py
 demo art, LilyNovelPlayer and Moonlight Walks sprites, procedural figures - in
 :class:`kiridashi.figures.synth.SceneSynth` scenes), cut into one crop per character as the cut
 will see it (:mod:`kiridashi.figures.crops`). No image of the development sets is used; dev's
-godotvn and dev2's RenJS-V2 and Wikipe-tan figures are art the net never saw.
+godotvn and dev2's RenJS-V2 and Wikipe-tan figures are art the net never saw. Repainting whole
+colour regions of the sprites (``SynthConfig.p_regions``) is off in this recipe: a net trained
+with it at 0.5 was better alone but worse in the cut on dev (``PROGRESS_TRACKER.md``).
 
 Training: from scratch, AdamW with the figure net's one-cycle learning rate over the time
 budget. Loss: soft binary cross-entropy plus (1 - soft IoU) per crop, on the alpha

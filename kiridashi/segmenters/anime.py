@@ -176,8 +176,9 @@ class AnimeRegionCut:
     def figure_probability(
         self, image: np.ndarray, characters: list[Character], s: float, hw: tuple[int, int]
     ) -> np.ndarray | None:
-        """HxW float32 (``hw``, the work size) figure probability from kiridashi's figure net,
-        or None when disabled. The net sees each character's box grown by ``figure.margin`` on
+        """HxW float32 (``hw``, the work size) figure probability from the net of
+        ``figure.net`` (kiridashi's mask net by default, or the figure net), or None when
+        disabled. The net sees each character's box grown by ``figure.margin`` on
         each side, cut from ``image`` (HxWx3 RGB at ``1 / s`` x the work size), so a small figure
         fills its input as the figures it was trained on did; overlapping crops keep the max.
         0 outside every crop. A character found only by the detectors in ``figure.not_only``
