@@ -30,6 +30,7 @@ from kiridashi import io as kio
 from kiridashi import metrics as km
 from kiridashi.cache import ResultCache, code_version, make_key
 from kiridashi.crops import character_masks
+from kiridashi.types import confident
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def pose_points(character: dict, min_conf: float) -> dict[str, list[float]]:
     return {
         name: p
         for name, p in (character.get("keypoints") or {}).items()
-        if name.startswith("pose.") and (len(p) < 3 or p[2] >= min_conf)
+        if name.startswith("pose.") and confident(p, min_conf)
     }
 
 

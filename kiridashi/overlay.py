@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from kiridashi import io as kio
+from kiridashi.types import confident
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def draw_overlay(
 
 
 def _confident(p) -> bool:
-    return len(p) < 3 or p[2] >= MIN_KEYPOINT_CONFIDENCE
+    return confident(p, MIN_KEYPOINT_CONFIDENCE)
 
 
 def _xy(p) -> tuple[int, int]:

@@ -45,6 +45,12 @@ class Detection:
         )
 
 
+def confident(point, min_confidence: float) -> bool:
+    """Whether a keypoint ``(x, y[, confidence])`` reaches ``min_confidence`` (a point without
+    a confidence always does)."""
+    return len(point) < 3 or point[2] >= min_confidence
+
+
 @dataclass
 class Character:
     """One character candidate after fusion.

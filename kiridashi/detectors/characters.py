@@ -40,7 +40,7 @@ import numpy as np
 
 from kiridashi.detectors.fusion import Fused
 from kiridashi.metrics import box_iou, containment
-from kiridashi.types import BoxXYXY, Character, Detection
+from kiridashi.types import BoxXYXY, Character, Detection, confident
 
 
 @dataclass
@@ -580,7 +580,7 @@ def pose_leg_room(
         points = {}
         for joint in ("hip", "knee", "ankle"):
             point = ch.keypoints.get(f"pose.{side}_{joint}")
-            if point is not None and (len(point) < 3 or point[2] >= min_confidence):
+            if point is not None and confident(point, min_confidence):
                 points[joint] = float(point[1])
         if "hip" not in points or "knee" not in points:
             continue
