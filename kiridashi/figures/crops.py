@@ -19,8 +19,7 @@ import cv2
 import numpy as np
 
 from kiridashi.figures.synth import Scene, SceneSynth
-
-BoxXYXY = tuple[float, float, float, float]
+from kiridashi.types import BoxXYXY
 
 
 @dataclass(frozen=True)
