@@ -51,6 +51,7 @@ from kiridashi.segmenters.regions import (
     region_graph,
     superpixels,
 )
+from kiridashi.segmenters.veto import veto_map
 from kiridashi.types import Character
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ FIGURE = {"enabled": False, "blend": 0.5, "net": "kiridashi.detectors.figure_net
           "model_file": "figure_net.onnx", "input_side": 320,
           "margin": 0.25, "not_only": ["figure_net", "mediapipe_pose"], "blend_blind": None,
           "blind_below": 0.4, "blend_over": None,
-          "over_ratio": 0.3}  # fmt: skip
+          "over_ratio": 0.3, "veto": None, "veto_agree": 0.5, "veto_clip": 3.0}  # fmt: skip
 ENCLOSURE = {"enabled": True, "weight": 1.0, "barrier": "lines", "line_px": 5, "line_contrast": 40.0,
              "canny": [50, 150], "close_px": 1,
              "scale": 1.0, "border": {"enabled": False, "max_selfie": 0.5},
@@ -259,6 +260,28 @@ class AnimeRegionCut:
                 out[area] = np.maximum(out[area], float(over))
         return out
 
+    def _veto(
+        self,
+        selfie: np.ndarray | None,
+        fig: np.ndarray | None,
+        characters: list[Character],
+        s: float,
+    ) -> np.ndarray | None:
+        """HxW float32 (work size) log-odds <= 0: ``figure.veto`` x the figure net's background
+        evidence for the characters where the net and the selfie model agree (IoU of their
+        foregrounds in the box >= ``figure.veto_agree``), in each one's box grown by
+        ``box_margin``; None when off or a map is missing (:mod:`kiridashi.segmenters.veto`)."""
+        weight = self.figure.get("veto")
+        if not weight or selfie is None or fig is None:
+            return None
+        hw = fig.shape
+        alone = set(self.figure["not_only"])
+        chars = [(self._grown_box(hw, ch.box, s, 0.0), self._grown_box(hw, ch.box, s, self.box_margin),
+                  not set(ch.detectors) <= alone) for ch in characters]  # fmt: skip
+        out = veto_map(fig, selfie, chars, float(self.figure["veto_agree"]),
+                       float(self.figure["veto_clip"]))  # fmt: skip
+        return float(weight) * out
+
     def allowed_area(
         self, hw: tuple[int, int], characters: list[Character], s: float, prob: np.ndarray | None
     ) -> np.ndarray:
@@ -408,6 +431,7 @@ class AnimeRegionCut:
         prob = self.person_probability(small)
         fig = self.figure_probability(image if image is not None else small, characters,
                                       s if image is not None else 1.0, (h, w))  # fmt: skip
+        veto = self._veto(prob, fig, characters, s)
         if fig is not None:  # the person prior: selfie (or, without it, 0.5) and figure blended
             b = self._blend_map(prob, fig, characters, s)
             prob = (1.0 - b) * (0.5 if prob is None else prob) + b * fig
@@ -437,7 +461,8 @@ class AnimeRegionCut:
                 fx0, fx1 = round(x0 / s), min(image.shape[1], round(x1 / s))
                 size = (round((x1 - x0) * f), round((y1 - y0) * f))
                 fine = cv2.resize(image[fy0:fy1, fx0:fx1], size, interpolation=cv2.INTER_AREA)
-        fg = self._cut(crop, allowed_c, sure_c, prob_c, body_c, edge, fine)
+        veto_c = veto[y0:y1, x0:x1] if veto is not None else None
+        fg = self._cut(crop, allowed_c, sure_c, prob_c, body_c, edge, fine, veto_c)
         out = np.zeros((h, w), bool)
         out[y0:y1, x0:x1] = fg
         return out, allowed
@@ -451,12 +476,14 @@ class AnimeRegionCut:
         body: np.ndarray | None,
         edge: np.ndarray | None = None,
         fine: np.ndarray | None = None,
+        veto: np.ndarray | None = None,
     ) -> np.ndarray:
         """Graph cut of one crop (HxWx3 RGB, HxW bool masks, HxW prob or None) -> HxW bool.
 
         ``edge`` (HxW bool): crop pixels on the image's own border. ``fine``: the crop at a
         higher resolution (h'xw'x3 RGB) where the line-art enclosure is traced (thin outlines
-        that blur open at the work size stay closed)."""
+        that blur open at the work size stay closed). ``veto`` (HxW float, <= 0): the figure
+        net's background log-odds, added to every round (:mod:`kiridashi.segmenters.veto`)."""
         labels = superpixels(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), self.superpixel_px)
         lab = cv2.cvtColor(image, cv2.COLOR_RGB2Lab).astype(np.float32)
         graph = region_graph(labels, lab)
@@ -473,6 +500,8 @@ class AnimeRegionCut:
             base += selfie_term
         if body is not None:
             base += float(self.shape["weight"]) * graph.mean(labels, body)
+        if veto is not None:
+            base += graph.mean(labels, veto.astype(np.float64))
         if self.enclosure["enabled"]:
             outside = ~allowed
             border = {**ENCLOSURE["border"], **(self.enclosure.get("border") or {})}

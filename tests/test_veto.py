@@ -1,0 +1,88 @@
+"""The figure net's veto (kiridashi/segmenters/veto.py): the net's background evidence counts in
+the cut only for characters where it agrees with the selfie model."""
+
+from __future__ import annotations
+
+import copy
+
+import cv2
+import numpy as np
+import pytest
+
+from kiridashi.detectors import detect_image
+from kiridashi.metrics import iou
+from kiridashi.segmenters import segment_image
+from kiridashi.segmenters.veto import agreement, veto_map
+from tests.conftest import shared_path
+from tests.test_heads import DictMemo
+
+
+def _box(y0: int, y1: int, x0: int, x1: int) -> tuple[slice, slice]:
+    return slice(y0, y1), slice(x0, x1)
+
+
+def _maps() -> tuple[np.ndarray, np.ndarray]:
+    """(net, selfie) 40x80 maps: two figures; the net and the selfie model agree on the left
+    one (cols 10-20), the net misses most of the right one (cols 50-70) that the selfie sees."""
+    fig = np.full((40, 80), 0.01, np.float32)
+    selfie = np.full((40, 80), 0.05, np.float32)
+    fig[5:35, 10:20] = 0.99
+    selfie[5:35, 9:22] = 0.9  # a little wider: the selfie map is blurry
+    fig[5:12, 50:70] = 0.99  # the net sees the head only
+    selfie[5:35, 50:70] = 0.9
+    return fig, selfie
+
+
+def test_agreement_is_the_iou_of_the_two_foregrounds():
+    fig, selfie = _maps()
+    assert agreement(fig[:, :40], selfie[:, :40]) == pytest.approx(300 / 390)
+    assert agreement(fig[:, 40:], selfie[:, 40:]) == pytest.approx(140 / 600)
+    assert agreement(np.zeros((4, 4)), np.zeros((4, 4))) == 0.0
+
+
+def test_the_veto_is_the_nets_clipped_background_log_odds_where_it_is_trusted():
+    fig, selfie = _maps()
+    left = (_box(5, 35, 8, 22), _box(0, 40, 0, 30), True)
+    right = (_box(5, 35, 48, 72), _box(0, 40, 40, 80), True)
+    out = veto_map(fig, selfie, [left, right], agree=0.5, clip=3.0)
+    assert out.dtype == np.float32 and out.shape == fig.shape
+    assert out.max() <= 0.0
+    assert out[20, 2] == pytest.approx(-3.0)  # p 0.01: logit -4.6, clipped
+    assert out[20, 15] == 0.0  # the net's figure: no veto (the veto only says "background")
+    assert np.all(out[:, 40:] == 0.0)  # the net misses the right figure's body: not trusted
+    assert np.all(out[:, 30:40] == 0.0)  # outside every area
+
+
+def test_an_untrusted_character_keeps_its_area_free_of_a_trusted_neighbours_veto():
+    fig, selfie = _maps()
+    left = (_box(5, 35, 8, 22), _box(0, 40, 0, 60), True)  # its area reaches into the right one
+    right = (_box(5, 35, 48, 72), _box(0, 40, 40, 80), True)
+    out = veto_map(fig, selfie, [left, right], agree=0.5, clip=3.0)
+    assert np.all(out[:, 40:] == 0.0)
+    assert out[20, 35] == pytest.approx(-3.0)
+
+
+def test_a_character_the_net_did_not_see_gets_no_veto():
+    fig, selfie = _maps()
+    left = (_box(5, 35, 8, 22), _box(0, 40, 0, 30), False)
+    assert np.all(veto_map(fig, selfie, [left], agree=0.5, clip=3.0) == 0.0)
+
+
+def test_the_veto_leaves_furniture_beside_a_figure_out_of_its_cut(cfg, models_dir):
+    """dev's godotvn_tachie_shame__bg_lecturehall: red lecture-hall seats touch the figure; the
+    blend of the net and the selfie model let them into the cut (IoU 0.85)."""
+    images = shared_path("datasets", "dev", "images")
+    name = "godotvn_tachie_shame__bg_lecturehall"
+    rgb = cv2.cvtColor(cv2.imread(str(images / f"{name}.jpg")), cv2.COLOR_BGR2RGB)
+    gt = cv2.imread(str(images / f"{name}_gt.png"), cv2.IMREAD_GRAYSCALE) >= 128
+    chars = detect_image(
+        rgb, copy.deepcopy(cfg["detect"]), models_dir, DictMemo(), {"original": rgb}
+    ).characters
+    scores = {}
+    for veto in (None, cfg["segment"]["figure"]["veto"]):
+        seg = copy.deepcopy(cfg["segment"])
+        seg["figure"]["veto"] = veto
+        masks = segment_image(rgb, chars, seg, models_dir, DictMemo())
+        scores[veto] = iou(np.max(masks, axis=0) >= 0.5, gt)
+    assert scores[None] < 0.9, scores
+    assert scores[cfg["segment"]["figure"]["veto"]] >= 0.95, scores
