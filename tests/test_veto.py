@@ -1,5 +1,6 @@
-"""The figure net's veto (kiridashi/segmenters/veto.py): the net's background evidence counts in
-the cut only for characters where it agrees with the selfie model."""
+"""How the cut uses the mask net beside the selfie model: the veto (kiridashi/segmenters/veto.py;
+the net's background evidence counts only for characters where it agrees with the selfie model)
+and the holes of the net's figure for a character the selfie model is blind to."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ import pytest
 from kiridashi.detectors import detect_image
 from kiridashi.metrics import iou
 from kiridashi.segmenters import segment_image
+from kiridashi.segmenters.anime import AnimeRegionCut
+from kiridashi.segmenters.base import META_KEYS
 from kiridashi.segmenters.veto import agreement, veto_map
+from kiridashi.types import Character
 from tests.conftest import shared_path
 from tests.test_heads import DictMemo
 
@@ -86,3 +90,26 @@ def test_the_veto_leaves_furniture_beside_a_figure_out_of_its_cut(cfg, models_di
         scores[veto] = iou(np.max(masks, axis=0) >= 0.5, gt)
     assert scores[None] < 0.9, scores
     assert scores[cfg["segment"]["figure"]["veto"]] >= 0.95, scores
+
+
+def test_holes_in_the_nets_figure_are_neutral_only_where_the_selfie_model_is_blind(cfg):
+    """A 60x80 work-size map with two characters whose net figure has a hole (a white shirt the
+    net missed). The selfie model sees the right one only: the left one's hole goes to
+    ``blind_fill``, the right one's stays (there the selfie model has its say)."""
+    seg = AnimeRegionCut(**{k: v for k, v in cfg["segment"].items() if k not in META_KEYS})
+    assert seg.figure["blind_fill"] == 0.5
+    fig = np.zeros((60, 80), np.float32)
+    selfie = np.zeros((60, 80), np.float32)
+    for x0 in (5, 45):
+        fig[10:50, x0 : x0 + 20] = 0.95
+        fig[20:30, x0 + 5 : x0 + 15] = 0.05  # the hole
+    selfie[10:50, 45:65] = 0.9
+    chars = [Character(box=(5, 10, 25, 50), score=1.0), Character(box=(45, 10, 65, 50), score=1.0)]
+    out = seg._fill_blind_holes(selfie, fig, chars, 1.0)
+    assert np.all(out[20:30, 10:20] == 0.5)  # blind: the hole is neutral
+    assert np.all(out[20:30, 50:60] == np.float32(0.05))  # seen by the selfie model: unchanged
+    assert np.array_equal(out[fig >= 0.5], fig[fig >= 0.5])  # the figure itself is unchanged
+    assert np.all(out[0:5] == 0.0)  # the background around is unchanged
+    assert fig[25, 15] == np.float32(0.05)  # the input is not modified
+    seg.figure["blind_fill"] = None
+    assert seg._fill_blind_holes(selfie, fig, chars, 1.0) is fig

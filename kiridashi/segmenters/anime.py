@@ -38,6 +38,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 from kiridashi.metrics import mask_window
 from kiridashi.segmenters import heads
@@ -87,7 +88,8 @@ FIGURE = {"enabled": False, "blend": 0.5, "net": "kiridashi.detectors.figure_net
           "model_file": "figure_net.onnx", "input_side": 320,
           "margin": 0.25, "not_only": ["figure_net", "mediapipe_pose"], "blend_blind": None,
           "blind_below": 0.4, "blend_over": None,
-          "over_ratio": 0.3, "veto": None, "veto_agree": 0.5, "veto_clip": 3.0}  # fmt: skip
+          "over_ratio": 0.3, "veto": None, "veto_agree": 0.5, "veto_clip": 3.0,
+          "blind_fill": None}  # fmt: skip
 ENCLOSURE = {"enabled": True, "weight": 1.0, "barrier": "lines", "line_px": 5, "line_contrast": 40.0,
              "canny": [50, 150], "close_px": 1,
              "scale": 1.0, "border": {"enabled": False, "max_selfie": 0.5},
@@ -241,15 +243,10 @@ class AnimeRegionCut:
         out = np.full(fig.shape, b, np.float32)
         h, w = fig.shape
         for ch in characters:
-            x0, y0, x1, y1 = (v * s for v in ch.box)
-            box = (slice(max(0, round(y0)), min(h, round(y1))),
-                   slice(max(0, round(x0)), min(w, round(x1))))  # fmt: skip
-            seen = fig[box] >= 0.5
-            if seen.sum() < 16:
+            box = self._work_box((h, w), ch.box, s)
+            if (fig[box] >= 0.5).sum() < 16:
                 continue
-            if blind is not None and float(selfie[box][seen].mean()) < float(
-                self.figure["blind_below"]
-            ):
+            if blind is not None and self._selfie_blind(selfie, fig, ch, s):
                 out[box] = np.maximum(out[box], float(blind))
             if over is None:
                 continue
@@ -258,6 +255,44 @@ class AnimeRegionCut:
             extra = (selfie[area] >= 0.5) & (fig[area] < 0.2)
             if extra.sum() > float(self.figure["over_ratio"]) * figure.sum():
                 out[area] = np.maximum(out[area], float(over))
+        return out
+
+    @staticmethod
+    def _work_box(hw: tuple[int, int], box: tuple[float, ...], s: float) -> tuple[slice, slice]:
+        """(rows, cols) of the XYXY ``box`` (image px) at the work size (x ``s``), clipped."""
+        h, w = hw
+        x0, y0, x1, y1 = (v * s for v in box)
+        return (slice(max(0, round(y0)), min(h, round(y1))),
+                slice(max(0, round(x0)), min(w, round(x1))))  # fmt: skip
+
+    def _selfie_blind(self, selfie: np.ndarray, fig: np.ndarray, ch: Character, s: float) -> bool:
+        """Whether the selfie model is blind to the figure the net sees in ``ch``'s box: its
+        mean probability where the net says figure (>= 0.5; at least 16 px) is below
+        ``figure.blind_below``. HxW work-size maps."""
+        box = self._work_box(fig.shape, ch.box, s)
+        seen = fig[box] >= 0.5
+        return bool(
+            seen.sum() >= 16 and selfie[box][seen].mean() < float(self.figure["blind_below"])
+        )
+
+    def _fill_blind_holes(
+        self, selfie: np.ndarray | None, fig: np.ndarray, characters: list[Character], s: float
+    ) -> np.ndarray:
+        """``fig`` (HxW, work size) with the holes of the net's figure (>= 0.5) raised to
+        ``figure.blind_fill`` in the area (box grown by ``box_margin``) of each character the
+        selfie model is blind to. There the net is the only shape prior, and an enclosed hole
+        in its figure is more often a white shirt it did not recognise than background: at 0.5
+        colour and line art decide. A copy; ``fig`` itself when off."""
+        fill = self.figure.get("blind_fill")
+        if fill is None or selfie is None:
+            return fig
+        out = fig.copy()
+        for ch in characters:
+            if not self._selfie_blind(selfie, fig, ch, s):
+                continue
+            area = self._grown_box(fig.shape, ch.box, s, self.box_margin)
+            holes = ndimage.binary_fill_holes(fig[area] >= 0.5) & (fig[area] < 0.5)
+            out[area] = np.where(holes, np.maximum(out[area], float(fill)), out[area])
         return out
 
     def _veto(
@@ -434,6 +469,7 @@ class AnimeRegionCut:
         veto = self._veto(prob, fig, characters, s)
         if fig is not None:  # the person prior: selfie (or, without it, 0.5) and figure blended
             b = self._blend_map(prob, fig, characters, s)
+            fig = self._fill_blind_holes(prob, fig, characters, s)
             prob = (1.0 - b) * (0.5 if prob is None else prob) + b * fig
         allowed = self.allowed_area((h, w), characters, s, prob)
         sure = self.sure_foreground((h, w), characters, s) & allowed
