@@ -302,8 +302,8 @@ class AnimeRegionCut:
         characters: list[Character],
         s: float,
     ) -> np.ndarray | None:
-        """HxW float32 (work size) log-odds <= 0: ``figure.veto`` x the figure net's background
-        evidence for the characters where the net and the selfie model agree (IoU of their
+        """HxW float32 (work size) log-odds <= 0: ``figure.veto`` x the learned prior's (the
+        mask net's) background evidence for the characters where the net and the selfie model agree (IoU of their
         foregrounds in the box >= ``figure.veto_agree``), in each one's box grown by
         ``box_margin``; None when off or a map is missing (:mod:`kiridashi.segmenters.veto`)."""
         weight = self.figure.get("veto")
@@ -518,8 +518,8 @@ class AnimeRegionCut:
 
         ``edge`` (HxW bool): crop pixels on the image's own border. ``fine``: the crop at a
         higher resolution (h'xw'x3 RGB) where the line-art enclosure is traced (thin outlines
-        that blur open at the work size stay closed). ``veto`` (HxW float, <= 0): the figure
-        net's background log-odds, added to every round (:mod:`kiridashi.segmenters.veto`)."""
+        that blur open at the work size stay closed). ``veto`` (HxW float, <= 0): the learned
+        prior's background log-odds, added to every round (:mod:`kiridashi.segmenters.veto`)."""
         labels = superpixels(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), self.superpixel_px)
         lab = cv2.cvtColor(image, cv2.COLOR_RGB2Lab).astype(np.float32)
         graph = region_graph(labels, lab)
