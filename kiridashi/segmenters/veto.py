@@ -4,7 +4,8 @@ The cut blends the figure probability of its learned prior (``segment.figure.net
 mask net by default) into the selfie model's person prior (``segment.figure.blend``). A blend
 cannot say "no": where the net is sure a lamp, a poster or a chair beside the figure is
 background (probability near 0) and the selfie model takes it for part of the person, the
-blend is about even, and the colour model, re-learned from the cut, then keeps the object. The veto adds the net's own background log-odds to the cut as a separate term.
+blend is about even, and the colour model, re-learned from the cut, then keeps the object. The
+veto adds the net's own background log-odds to the cut as a separate term.
 
 The net is trusted only for a character where it and the selfie model, two models trained on
 different data, agree on the figure: the IoU of their foregrounds (each >= 0.5) in the
