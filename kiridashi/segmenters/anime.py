@@ -89,7 +89,7 @@ FIGURE = {"enabled": False, "blend": 0.5, "net": "kiridashi.detectors.figure_net
           "margin": 0.25, "not_only": ["figure_net", "mediapipe_pose"], "blend_blind": None,
           "blind_below": 0.4, "blend_over": None,
           "over_ratio": 0.3, "veto": None, "veto_agree": 0.5, "veto_clip": 3.0,
-          "blind_fill": None}  # fmt: skip
+          "veto_colours": False, "blind_fill": None}  # fmt: skip
 ENCLOSURE = {"enabled": True, "weight": 1.0, "barrier": "lines", "line_px": 5, "line_contrast": 40.0,
              "canny": [50, 150], "close_px": 1,
              "scale": 1.0, "border": {"enabled": False, "max_selfie": 0.5},
@@ -565,6 +565,10 @@ class AnimeRegionCut:
         # first colour model: selfie probability (or the allowed area) vs the outside ring
         fg_w = (prob if prob is not None else np.full(allowed.shape, 0.5)) * allowed
         fg_w = np.maximum(fg_w, sure)
+        if veto is not None and self.figure.get("veto_colours"):
+            # where the trusted net says background (log-odds <= -1: p < 0.27), the first
+            # colour model takes no foreground samples (a lamp beside the figure)
+            fg_w = np.where(veto <= -1.0, np.minimum(fg_w, sure), fg_w)
         if body is not None and self.colour["init_body"]:
             fg_w = np.maximum(fg_w, body * allowed)
         bg_w = (~allowed).astype(np.float64)
