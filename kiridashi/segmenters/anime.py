@@ -45,6 +45,7 @@ from kiridashi.segmenters import heads
 from kiridashi.segmenters.regions import (
     HARD,
     ColourModel,
+    clipped_logit,
     close_gaps,
     line_contrast,
     min_cut,
@@ -204,9 +205,8 @@ class AnimeRegionCut:
         H, W = image.shape[:2]
         out = np.zeros((h, w), np.float32)
         m = float(self.figure["margin"])
-        alone = set(self.figure["not_only"])
         for ch in characters:
-            if set(ch.detectors) <= alone:
+            if not self._net_sees(ch):
                 continue
             x0, y0, x1, y1 = ch.box
             mx, my = m * (x1 - x0), m * (y1 - y0)
@@ -221,6 +221,11 @@ class AnimeRegionCut:
             prob = cv2.resize(prob, (wx1 - wx0, wy1 - wy0), interpolation=cv2.INTER_AREA)
             np.maximum(out[wy0:wy1, wx0:wx1], prob, out=out[wy0:wy1, wx0:wx1])
         return out
+
+    def _net_sees(self, ch: Character) -> bool:
+        """Whether the learned prior runs on ``ch``: not when only detectors of
+        ``figure.not_only`` found it (the net does not vouch for its own boxes)."""
+        return not set(ch.detectors) <= set(self.figure["not_only"])
 
     def _blend_map(
         self, selfie: np.ndarray | None, fig: np.ndarray, characters: list[Character], s: float
@@ -303,16 +308,16 @@ class AnimeRegionCut:
         s: float,
     ) -> np.ndarray | None:
         """HxW float32 (work size) log-odds <= 0: ``figure.veto`` x the learned prior's (the
-        mask net's) background evidence for the characters where the net and the selfie model agree (IoU of their
-        foregrounds in the box >= ``figure.veto_agree``), in each one's box grown by
-        ``box_margin``; None when off or a map is missing (:mod:`kiridashi.segmenters.veto`)."""
+        mask net's) background evidence for the characters where the net and the selfie model
+        agree (IoU of their foregrounds in the box >= ``figure.veto_agree``), in each one's box
+        grown by ``box_margin``; None when off or a map is missing
+        (:mod:`kiridashi.segmenters.veto`)."""
         weight = self.figure.get("veto")
         if not weight or selfie is None or fig is None:
             return None
         hw = fig.shape
-        alone = set(self.figure["not_only"])
         chars = [(self._grown_box(hw, ch.box, s, 0.0), self._grown_box(hw, ch.box, s, self.box_margin),
-                  not set(ch.detectors) <= alone) for ch in characters]  # fmt: skip
+                  self._net_sees(ch)) for ch in characters]  # fmt: skip
         out = veto_map(fig, selfie, chars, float(self.figure["veto_agree"]),
                        float(self.figure["veto_clip"]))  # fmt: skip
         return float(weight) * out
@@ -529,9 +534,7 @@ class AnimeRegionCut:
         pockets = {**ENCLOSURE["pockets"], **(self.enclosure.get("pockets") or {})}
         pockets["enabled"] = bool(pockets["enabled"] and self.enclosure["enabled"])
         if prob is not None:
-            clip = float(self.selfie["clip"])
-            p = np.clip(prob.astype(np.float64), 1e-4, 1 - 1e-4)
-            logit = np.clip(np.log(p / (1 - p)), -clip, clip)
+            logit = clipped_logit(prob, float(self.selfie["clip"]))
             selfie_term = float(self.selfie["weight"]) * graph.mean(labels, logit)
             base += selfie_term
         if body is not None:

@@ -121,6 +121,13 @@ class ColourModel:
         return self.log_ratio_table.ravel()[self._index(image)]
 
 
+def clipped_logit(prob: np.ndarray, clip: float) -> np.ndarray:
+    """Log-odds (float64, same shape) of a probability map, the map first kept within
+    [1e-4, 1 - 1e-4] and the result within [-clip, clip]."""
+    p = np.clip(prob.astype(np.float64), 1e-4, 1 - 1e-4)
+    return np.clip(np.log(p / (1 - p)), -clip, clip)
+
+
 def line_contrast(image: np.ndarray, line_px: int) -> np.ndarray:
     """HxW uint8: how much darker each pixel of ``image`` (HxWx3 RGB) is than its surroundings
     at the scale of ``line_px`` (grey black-hat with an ellipse): high on dark line art."""

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from kiridashi.segmenters.regions import clipped_logit
+
 Slices = tuple[slice, slice]
 
 
@@ -46,8 +48,7 @@ def veto_map(
     ``min(0, clip(logit(fig), -clip, clip))``. An untrusted character's area gets no veto even
     where a trusted neighbour's area overlaps it."""
     out = np.zeros(fig.shape, np.float32)
-    p = np.clip(fig.astype(np.float64), 1e-4, 1 - 1e-4)
-    logit = np.clip(np.log(p / (1 - p)), -clip, 0.0).astype(np.float32)
+    logit = np.minimum(clipped_logit(fig, clip), 0.0).astype(np.float32)
     chars: Sequence[tuple[Slices, Slices, bool]] = list(characters)
     trusted = [has_net and agreement(fig[box], selfie[box]) >= agree for box, _, has_net in chars]
     for (_, area, _), ok in zip(chars, trusted, strict=True):
