@@ -82,7 +82,7 @@ REFINE = {"enabled": True, "radius": 4, "eps": 0.01}
 SHAPE = {"enabled": True, "weight": 1.0, "head_scale": 1.6, "torso_width_faces": 1.6,
          "column_share": 0.4}  # fmt: skip
 BAND = {"enabled": True, "px": 8, "weight": 8.0}
-FULLRES = {"enabled": False, "px": 4, "weight": 8.0, "max_scale": 0.9, "sure_colours": True,
+FULLRES = {"enabled": False, "px": 4, "weight": 8.0, "max_scale": 0.9, "band_samples": 0.0,
            "prior": 0.0, "min_kept": 0.0,
            "line": {"enabled": True, "weight": 1.0, "line_px": 7, "contrast": 40.0}}  # fmt: skip
 FIGURE = {"enabled": False, "blend": 0.5, "net": "kiridashi.detectors.figure_net.FigureNet",
@@ -709,7 +709,7 @@ class AnimeRegionCut:
         out = fg.copy()
         out[window] = refine_band(crop, fg[window], allowed[window], px, float(cfg["weight"]),
                                   model, float(self.colour["clip"]), extra,
-                                  bool(cfg["sure_colours"]))  # fmt: skip
+                                  float(cfg["band_samples"]))  # fmt: skip
         return out
 
     @staticmethod

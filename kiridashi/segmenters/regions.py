@@ -175,16 +175,18 @@ def refine_band(
     colour: ColourModel,
     clip: float,
     extra: np.ndarray | None = None,
-    sure_colours: bool = False,
+    band_samples: float = 1.0,
 ) -> np.ndarray:
     """Pixel-level graph cut in a ``band_px`` band around the boundary of ``fg`` (HxW bool).
 
     Colour models are learned locally (from the foreground / background within twice the band)
     so the dark background next to a dark outline is told from the outline; pixels outside the
     band keep their label and ``allowed`` (HxW bool) stays a hard limit. ``extra`` (HxW float,
-    optional) is added to the band's foreground log-odds. With ``sure_colours`` the colour models
-    come from the sure parts only (outside the band), so an outline the coarse cut left outside
-    does not teach the background model its colour. Returns HxW bool.
+    optional) is added to the band's foreground log-odds. ``band_samples`` is the weight of the
+    band's own pixels among the colour samples (the sure parts outside the band weigh 1): below 1
+    an outline the coarse cut left outside teaches the background model less of its colour, and
+    above 0 a part thinner than the band (a fringe of hair, a small figure's leg) still gives
+    the foreground model its colour. Returns HxW bool.
     """
     k = np.ones((3, 3), np.uint8)
     fg8 = fg.astype(np.uint8)
@@ -194,10 +196,9 @@ def refine_band(
     band &= allowed
     if not band.any():
         return fg
-    wide = cv2.dilate(band.astype(np.uint8), k, iterations=band_px) > 0
-    if sure_colours:
-        wide &= ~band
-    colour.fit(image, (fg & wide).astype(np.float64), (~fg & wide).astype(np.float64))
+    wide = (cv2.dilate(band.astype(np.uint8), k, iterations=band_px) > 0).astype(np.float64)
+    wide[band] = float(band_samples)
+    colour.fit(image, fg * wide, ~fg * wide)
     nodes = cv2.dilate(band.astype(np.uint8), k) > 0  # band plus a fixed ring
     index = np.full(fg.shape, -1, np.int64)
     index[nodes] = np.arange(int(nodes.sum()))
