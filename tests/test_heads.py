@@ -125,3 +125,37 @@ def test_a_head_the_cut_holds_is_left_to_the_cut():
     ch = Character(box=(60.0, 50.0, 240.0, 300.0), score=1.0, face_box=face_box)
     cut = np.ones(img.shape[:2], bool)
     assert not head_mask(img, [ch], cut=cut).any()
+
+
+def three_quarter_face() -> tuple[np.ndarray, tuple[float, float, float, float], np.ndarray]:
+    """(RGB image, square face box XYXY, HxW bool face) of a face in three-quarter view under a
+    hair cap, on a sky-blue background: the face is narrower than its box and off its centre,
+    so the background beside the cheek lies inside the box's face ellipse."""
+    img = np.full((300, 300, 3), (95, 145, 205), np.uint8)
+    cv2.ellipse(img, (140, 150), (50, 55), 0, 180, 360, (70, 45, 30), -1)  # hair cap
+    cv2.rectangle(img, (90, 150), (110, 200), (70, 45, 30), -1)  # a side lock
+    face = np.zeros((300, 300), np.uint8)
+    cv2.ellipse(face, (135, 170), (30, 42), 0, 0, 360, 1, -1)
+    img[face > 0] = (250, 222, 200)
+    cv2.ellipse(img, (135, 170), (30, 42), 0, 0, 360, (30, 20, 15), 2)
+    for x in (125, 150):  # eyes
+        cv2.circle(img, (x, 165), 5, (30, 20, 15), -1)
+    return img, (95.0, 115.0, 195.0, 215.0), face > 0
+
+
+@pytest.mark.parametrize("face_colour", [False, True])
+def test_the_face_given_back_is_the_faces_colour_not_the_background_beside_it(face_colour):
+    from kiridashi.segmenters.heads import DEFAULTS, head_mask
+    from kiridashi.types import Character
+
+    img, face_box, face = three_quarter_face()
+    ch = Character(box=(60.0, 60.0, 240.0, 300.0), score=1.0, face_box=face_box)
+    cfg = {**DEFAULTS, "face_colour": face_colour}
+    head = head_mask(img, [ch], cfg, cut=np.zeros(img.shape[:2], bool))  # the cut lost it all
+    assert head[face].mean() > 0.98
+    sky = (img == (95, 145, 205)).all(2)
+    # background beside the cheek taken in (not counting 4 px along the drawing, where the
+    # head's crop is resampled)
+    near = cv2.dilate((~sky).astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    beside = (head & sky & ~near).sum()
+    assert (beside == 0) if face_colour else (beside > 500)

@@ -10,7 +10,9 @@ whole head; the line art still can. Per character with a face box (XYXY, image p
 2. the *seed*: the face box's central ellipse and its top ``fringe`` share (the fringe);
 3. the image's free space: pixels that are not dark line art (black-hat contrast of ``line_px``
    >= ``line_contrast``, closed by ``close_px``), split into 4-connected components;
-4. the head: the face (an ellipse of ``face_keep`` x its box) and the part inside the head zone
+4. the head: the face (an ellipse of ``face_keep`` x its box; with ``face_colour`` only its
+   part whose colour is the seed's rather than the background's beside and above the head
+   zone, connected to the face's core) and the part inside the head zone
    of every free-space component touching the seed, plus the line art along it (``close_px`` +
    1 px, so the outline stays on the cut-out). A
    component that leaves the head zone above the chin is background (or hair leaking into it
@@ -33,8 +35,9 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
-from kiridashi.segmenters.regions import close_gaps, line_contrast
+from kiridashi.segmenters.regions import ColourModel, close_gaps, line_contrast
 from kiridashi.types import BoxXYXY, Character
 
 DEFAULTS = {
@@ -46,6 +49,7 @@ DEFAULTS = {
     "hop_min_area": 0.1,
     "repair_above": 0.1,
     "face_keep": 0.9,
+    "face_colour": True,
     "face_px": 64,
     "line_px": 7,
     "line_contrast": 25.0,
@@ -147,9 +151,43 @@ def head_of(
         head |= (cv2.dilate(head.astype(np.uint8), grow) > 0) & barrier & zone
     # the face itself, whatever the line art does (dark hair is all "line" at this scale)
     f = float(cfg["face_keep"]) / 2
-    head |= _ellipse(hw, ((fx0 + fx1) / 2, (fy0 + fy1) / 2), (f * fw, f * fh))
+    face_ellipse = _ellipse(hw, ((fx0 + fx1) / 2, (fy0 + fy1) / 2), (f * fw, f * fh))
+    if cfg.get("face_colour"):
+        core = _ellipse(hw, ((fx0 + fx1) / 2, (fy0 + fy1) / 2), (0.3 * fw, 0.3 * fh))
+        face_ellipse = _face_by_colour(crop, face_ellipse, core, seed, escapes, barrier, grow)
+    head |= face_ellipse
     full = cv2.resize(head.astype(np.uint8), (X1 - X0, Y1 - Y0), interpolation=cv2.INTER_NEAREST)
     return window, full > 0
+
+
+def _face_by_colour(
+    crop: np.ndarray,
+    ellipse: np.ndarray,
+    core: np.ndarray,
+    seed: np.ndarray,
+    outside: np.ndarray,
+    barrier: np.ndarray,
+    grow: np.ndarray,
+) -> np.ndarray:
+    """The part of the face ``ellipse`` (hxw bool) whose colour is the head's rather than the
+    background's: colour histograms of the ``seed`` (the face's core and the fringe of hair
+    over it) against ``outside`` (the window beside and above the head zone) classify each
+    pixel; the face is the part connected to the ``core`` (the face's central ellipse), its
+    holes (eyes, mouth) filled, with the line art along it - or the whole ellipse where that
+    part covers less than half the core (colour cannot tell the face from the background). A
+    square face box is wider than a face in three-quarter view: the whole ellipse would take
+    in the background beside the cheeks. ``crop``: hxwx3 uint8 RGB; the masks hxw bool."""
+    if not outside.any():
+        return ellipse
+    model = ColourModel(16, 1.0).fit(crop, seed.astype(np.float64), outside.astype(np.float64))
+    face = ellipse & (model.log_ratio(crop) > 0)
+    _, comp = cv2.connectedComponents(face.astype(np.uint8), connectivity=4)
+    touch = np.unique(comp[core & face])
+    face = ndimage.binary_fill_holes(np.isin(comp, touch[touch > 0])) & ellipse
+    if (face & core).sum() < 0.5 * core.sum():  # colour cannot tell: the whole ellipse
+        return ellipse
+    face |= (cv2.dilate(face.astype(np.uint8), grow) > 0) & barrier & ellipse
+    return face
 
 
 def head_mask(
