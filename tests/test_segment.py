@@ -390,3 +390,17 @@ def test_confident_pose_legs_are_sure_foreground(segment_cfg):
     assert not sure[190, 119] and not sure[265, 117] and sure[265, 83]
     seg.seeds["leg_core"] = 0.0
     assert not seg.sure_foreground((330, 200), [ch], 1.0)[265, 83]
+
+
+def test_a_small_figures_leg_seeds_are_wide_enough_to_hold_superpixels(segment_cfg):
+    seg = AnimeRegionCut(**segment_cfg)
+    pose = {"left_shoulder": (58, 30), "right_shoulder": (42, 30), "left_hip": (56, 60),
+            "right_hip": (44, 60), "left_knee": (56, 90), "right_knee": (44, 90),
+            "left_ankle": (56, 120), "right_ankle": (44, 120)}  # fmt: skip
+    ch = Character((30, 10, 70, 125), 0.9, face_box=(44, 10, 56, 24))
+    ch.keypoints = {f"pose.{k}": (x, y, 0.95) for k, (x, y) in pose.items()}
+    sure = seg.sure_foreground((130, 100), [ch], 1.0)
+    width = sure[105].sum() / 2  # one row through both shins
+    min_width = float(seg.seeds["leg_min_width"]) * seg.superpixel_px
+    assert min_width > 0.15 * 16  # the shoulders' share alone would be 2 px
+    assert width >= min_width - 1

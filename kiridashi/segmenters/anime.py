@@ -70,7 +70,8 @@ SELFIE = {"enabled": True, "weight": 1.0, "models": [0, 1], "combine": "max", "w
 COLOUR = {"enabled": True, "weight": 1.0, "bins": 32, "sigma": 1.0, "clip": 4.0, "init_body": True,
           "init_inside_bg": False}  # fmt: skip
 SEEDS = {"enabled": True, "face_core": 0.6, "keypoint_radius_faces": 0.06,
-         "min_keypoint_confidence": 0.6, "leg_core": 0.0, "min_leg_confidence": 0.8}  # fmt: skip
+         "min_keypoint_confidence": 0.6, "leg_core": 0.0, "min_leg_confidence": 0.8,
+         "leg_min_width": 0.0}  # fmt: skip
 # pose segments whose core is sure foreground (``seeds.leg_core``): thighs and shins. Arms and
 # the torso sides were tried too: segment_eval --chars detector, dev2 single IoU 0.890 (legs) ->
 # 0.895 with arms, but dev boundary F 0.903 -> 0.901 (arms) / 0.898 (torso)
@@ -412,8 +413,9 @@ class AnimeRegionCut:
     def _draw_legs(self, sure: np.ndarray, ch: Character, s: float) -> None:
         """Draw (in place, value 1) the core of each confident pose leg segment of ``ch`` (both
         joints >= ``seeds.min_leg_confidence`` and inside its box): a line ``seeds.leg_core`` x
-        the shoulder width thick at the work scale ``s``. Legs on a floor of their own colour (grey
-        trousers on pavement) are otherwise lost to the colour model."""
+        the shoulder width thick at the work scale ``s``, and at least ``seeds.leg_min_width``
+        superpixels. Legs on a floor of their own colour (grey trousers on pavement) are
+        otherwise lost to the colour model."""
         pts = {}
         x0, y0, x1, y1 = ch.box
         for name, (x, y, *conf) in ch.keypoints.items():
@@ -426,7 +428,11 @@ class AnimeRegionCut:
         if "left_shoulder" not in pts or "right_shoulder" not in pts:
             return
         (ax, ay), (bx, by) = pts["left_shoulder"], pts["right_shoulder"]
-        width = max(1, int(round(float(self.seeds["leg_core"]) * np.hypot(ax - bx, ay - by))))
+        width = float(self.seeds["leg_core"]) * np.hypot(ax - bx, ay - by)
+        # the cut holds a superpixel more than half covered by seeds: a line thinner than one
+        # (a small figure's leg) would hold none
+        width = max(width, float(self.seeds["leg_min_width"]) * self.superpixel_px)
+        width = max(1, int(round(width)))
         for a, b in LEGS:
             if a in pts and b in pts:
                 p, q = (tuple(int(round(v)) for v in pts[k]) for k in (a, b))
