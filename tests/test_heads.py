@@ -117,6 +117,44 @@ def test_closed_hair_is_given_back_and_leaking_hair_is_not():
             assert kept > 0.9 and not (head & background).any()
 
 
+def head_with_bangs(background: tuple) -> tuple[np.ndarray, tuple, np.ndarray]:
+    """(RGB image, face box XYXY, HxW bool hair) of a head whose hair has no outline of its own
+    (soft, painted art): a hair cap with bangs over the top of the outlined face, on
+    ``background``."""
+    img = np.full((300, 300, 3), background, np.uint8)
+    hair = np.zeros((300, 300), np.uint8)
+    cv2.ellipse(hair, (150, 140), (70, 75), 0, 0, 360, 1, -1)
+    img[hair > 0] = HAIR
+    face = np.zeros((300, 300), np.uint8)
+    cv2.ellipse(face, (150, 165), (45, 50), 0, 0, 360, 1, -1)
+    img[face > 0] = (250, 220, 200)
+    cv2.ellipse(img, (150, 165), (45, 50), 0, 0, 360, (40, 25, 20), 3)
+    bangs = np.zeros((300, 300), bool)
+    bangs[110:138] = True
+    bangs &= hair > 0
+    img[bangs] = HAIR
+    face_box = (105.0, 120.0, 195.0, 215.0)
+    return img, face_box, ((hair > 0) & (face == 0)) | bangs
+
+
+def test_hair_open_to_a_background_of_another_colour_is_given_back_by_its_colour():
+    from kiridashi.segmenters.heads import DEFAULTS, head_mask
+    from kiridashi.types import Character
+
+    sky = (95, 145, 205)
+    img, face_box, hair = head_with_bangs(sky)
+    ch = Character(box=(60.0, 50.0, 240.0, 300.0), score=1.0, face_box=face_box)
+    lost = np.zeros(img.shape[:2], bool)  # the cut lost the head
+    background = (img == sky).all(2)
+    # (not counting 2 px along the drawing, where the head's crop is resampled)
+    background &= cv2.dilate((~background).astype(np.uint8), np.ones((5, 5), np.uint8)) == 0
+    for colour, want in ((None, lambda k: k < 0.5), (1.0, lambda k: k > 0.9)):
+        head = head_mask(img, [ch], {**DEFAULTS, "hair_colour": colour}, cut=lost)
+        kept = (head & hair).sum() / hair.sum()
+        assert want(kept), f"hair_colour {colour}: {kept:.0%} of the hair"
+        assert not (head & background).any()
+
+
 def test_a_head_the_cut_holds_is_left_to_the_cut():
     from kiridashi.segmenters.heads import head_mask
     from kiridashi.types import Character

@@ -19,7 +19,9 @@ whole head; the line art still can. Per character with a face box (XYXY, image p
    through a gap in the outline) and is not taken: long hair and the body leave the zone only
    below the chin. Closed components next to the head across one
    line and of at least ``hop_min_area`` x the face box's area (a ponytail, twin tails, side
-   locks; not the small cells of a textured background) join it too, ``hops`` times.
+   locks; not the small cells of a textured background) join it too, ``hops`` times;
+5. with ``hair_colour``, the hair that soft, painted outlines leave open to the background:
+   head-zone pixels above the chin whose colour is the fringe's rather than the background's.
 
 Only a head the cut lost is given back: one whose face seed is more than ``repair_above`` outside
 the cut (a head the cut holds keeps its finer outline). All of it runs on the crop around the
@@ -50,6 +52,7 @@ DEFAULTS = {
     "repair_above": 0.1,
     "face_keep": 0.9,
     "face_colour": True,
+    "hair_colour": 1.0,
     "face_px": 64,
     "line_px": 7,
     "line_contrast": 25.0,
@@ -152,10 +155,14 @@ def head_of(
     # the face itself, whatever the line art does (dark hair is all "line" at this scale)
     f = float(cfg["face_keep"]) / 2
     face_ellipse = _ellipse(hw, ((fx0 + fx1) / 2, (fy0 + fy1) / 2), (f * fw, f * fh))
+    core = _ellipse(hw, ((fx0 + fx1) / 2, (fy0 + fy1) / 2), (0.3 * fw, 0.3 * fh))
     if cfg.get("face_colour"):
-        core = _ellipse(hw, ((fx0 + fx1) / 2, (fy0 + fy1) / 2), (0.3 * fw, 0.3 * fh))
         face_ellipse = _face_by_colour(crop, face_ellipse, core, seed, escapes, barrier, grow)
     head |= face_ellipse
+    if cfg.get("hair_colour") is not None:
+        fringe = seed & ~core
+        threshold = float(cfg["hair_colour"])
+        head |= _hair_by_colour(crop, zone, fringe, escapes, head, barrier, chin, threshold)
     full = cv2.resize(head.astype(np.uint8), (X1 - X0, Y1 - Y0), interpolation=cv2.INTER_NEAREST)
     return window, full > 0
 
@@ -188,6 +195,33 @@ def _face_by_colour(
         return ellipse
     face |= (cv2.dilate(face.astype(np.uint8), grow) > 0) & barrier & ellipse
     return face
+
+
+def _hair_by_colour(
+    crop: np.ndarray,
+    zone: np.ndarray,
+    fringe: np.ndarray,
+    outside: np.ndarray,
+    head: np.ndarray,
+    barrier: np.ndarray,
+    chin: int,
+    threshold: float,
+) -> np.ndarray:
+    """hxw bool: the hair found by its colour, for art whose soft outlines leave the hair open
+    to the background (the line-art components miss it): pixels of the head zone above the
+    ``chin`` row whose colour is more the ``fringe``'s (the top of the face box, without the
+    face's core) than the background's (``outside``, beside and above the zone) by more than
+    ``threshold`` (log-odds), not line art (``barrier``) and connected to the ``head`` found
+    so far. Hair of the background's own colour stays undecided (log-odds near 0) and is not
+    taken."""
+    if not outside.any() or not fringe.any():
+        return np.zeros(zone.shape, bool)
+    model = ColourModel(16, 1.0).fit(crop, fringe.astype(np.float64), outside.astype(np.float64))
+    hair = zone & ~barrier & (model.log_ratio(crop) > threshold)
+    hair[chin:] = False
+    _, comp = cv2.connectedComponents((hair | head).astype(np.uint8), connectivity=4)
+    touch = np.unique(comp[head])
+    return hair & np.isin(comp, touch[touch > 0])
 
 
 def head_mask(
