@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from kiridashi.metrics import boundary_tolerance
+from kiridashi.metrics import boundary_tolerance, mask_box
 
 CHECKS = (
     "pieces", "holes", "jagged", "halo", "cut_off", "tiny", "giant", "small_crop",
@@ -230,8 +230,7 @@ def check_character(
     if share > c["max_area_fraction"]:
         flags.append(_flag("giant", index, share, f"mask covers {share:.2%} of the image "
                            f"(> {c['max_area_fraction']:.2%})"))  # fmt: skip
-    ys, xs = np.nonzero(mask)
-    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    x0, y0, x1, y1 = mask_box(mask)
     if min(x1 - x0, y1 - y0) < c["min_crop_px"]:
         flags.append(_flag("small_crop", index, min(x1 - x0, y1 - y0),
                            f"cut-out is {x1 - x0}x{y1 - y0} px (a side < {c['min_crop_px']} px)"))  # fmt: skip

@@ -127,10 +127,12 @@ def containment(inner, outer) -> float:
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """XYXY bounding box (exclusive max) of a mask, or None when empty."""
-    ys, xs = np.nonzero(_as_bool(mask))
-    if len(xs) == 0:
+    m = _as_bool(mask)
+    rows = np.flatnonzero(m.any(axis=1))  # row and column projections: no pixel list
+    if rows.size == 0:
         return None
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    cols = np.flatnonzero(m.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 def mask_window(mask: np.ndarray, margin: int) -> tuple[slice, slice] | None:
