@@ -242,12 +242,23 @@ def _plural(name: str) -> str:
             "true or false": "true/false values"}.get(name, name)  # fmt: skip
 
 
+# numbers that also take null (off), as their config comments say
+NULLABLE_KEYS = (
+    "segment.clip_margin",
+    "segment.figure.veto",
+    "segment.figure.blind_fill",
+    "segment.head.hair_colour",
+)
+
+
 def _number_key(key: str) -> bool:
     return any(fnmatch.fnmatchcase(key, p) for p in NUMBER_KEYS)
 
 
 def _type_ok(value: Any, default: Any, key: str) -> bool:
     if default is None:
+        return True
+    if value is None and any(fnmatch.fnmatchcase(key, p) for p in NULLABLE_KEYS):
         return True
     if isinstance(default, bool):
         return isinstance(value, bool)

@@ -71,6 +71,18 @@ def test_fractional_values_where_an_integer_default_allows_them():
     assert compose_valid(["cache.size_limit_gb=0.5"])["cache"]["size_limit_gb"] == 0.5
 
 
+@pytest.mark.parametrize(
+    "override",
+    ["segment.figure.veto=null", "segment.figure.blind_fill=null", "segment.head.hair_colour=null"],
+)
+def test_the_numbers_whose_comment_says_null_turns_them_off_take_null(override):
+    key = override.split("=")[0].split(".")
+    cfg = compose_valid([override])
+    assert cfg[key[0]][key[1]][key[2]] is None
+    with pytest.raises(ConfigError, match="expected a number"):
+        compose_valid(["segment.bias=null"])  # the others do not
+
+
 def test_a_partial_config_checks_only_its_sections(cfg):
     partial = {"detect": cfg["detect"], "jobs": 2}
     assert validate(partial, partial=True) is partial
