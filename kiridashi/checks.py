@@ -45,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "max_keypoints_outside": 0.25,
     "keypoint_confidence": 0.3,
     "max_face_outside": 0.2,
+    "face_core": 0.6,
 }
 
 
@@ -196,16 +197,20 @@ def keypoint_names_outside(
     return outside, total
 
 
-def face_outside_share(face_box: list[float] | None, mask: np.ndarray) -> float | None:
-    """Share of the face (the ellipse inscribed in ``face_box``, XYXY px) outside ``mask``
-    (HxW bool); None without a face box or when it lies outside the image."""
+def face_outside_share(
+    face_box: list[float] | None, mask: np.ndarray, core: float = 1.0
+) -> float | None:
+    """Share of the face outside ``mask`` (HxW bool): of the ellipse inscribed in ``face_box``
+    (XYXY px), shrunk to ``core`` x its size about its centre (a face detector's square box is
+    wider than a face in three-quarter view: its whole ellipse takes in background beside the
+    cheek). None without a face box or when it lies outside the image."""
     if not face_box:
         return None
     h, w = mask.shape
     x0, y0, x1, y1 = (float(v) for v in face_box)
     face = np.zeros((h, w), np.uint8)
     centre = (int(round((x0 + x1) / 2)), int(round((y0 + y1) / 2)))
-    axes = (max(1, int(round((x1 - x0) / 2))), max(1, int(round((y1 - y0) / 2))))
+    axes = (max(1, int(round(core * (x1 - x0) / 2))), max(1, int(round(core * (y1 - y0) / 2))))
     cv2.ellipse(face, centre, axes, 0, 0, 360, 1, -1)
     area = int(face.sum())
     if area == 0:
@@ -271,7 +276,7 @@ def check_character(
         flags.append(_flag("keypoints_outside", index, len(outside) / total,
                            f"{len(outside)} of {total} face/pose points outside the mask: "
                            f"{names}{more}"))  # fmt: skip
-    face_out = face_outside_share(character.get("face_box"), mask)
+    face_out = face_outside_share(character.get("face_box"), mask, float(c["face_core"]))
     if face_out is not None and face_out > c["max_face_outside"]:
         flags.append(_flag("face_outside", index, face_out, f"{face_out:.0%} of the face is "
                            f"outside the mask (> {c['max_face_outside']:.0%}): headless crop"))  # fmt: skip

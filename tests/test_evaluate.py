@@ -114,6 +114,18 @@ def test_headless_crop_is_flagged():
     assert flag["score"] > 0.5 and "headless" in flag["reason"]
 
 
+def test_a_three_quarter_face_cut_exactly_is_not_flagged_headless():
+    from kiridashi.checks import face_outside_share
+    from tests.test_heads import three_quarter_face
+
+    img, face_box, face = three_quarter_face()
+    hair = (img == (70, 45, 30)).all(2)
+    exact = face | hair  # the head exactly: the square box's ellipse also covers sky
+    assert face_outside_share(list(face_box), exact) > 0.2  # the whole ellipse would flag it
+    assert "face_outside" not in _checks(img, exact, face_box=list(face_box))
+    assert "face_outside" in _checks(img, hair, face_box=list(face_box))  # the face left out
+
+
 def test_clean_cutout_raises_no_flag():
     rgb, mask = _scene()
     assert _checks(rgb, mask) == {}
