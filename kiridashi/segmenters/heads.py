@@ -42,6 +42,8 @@ from scipy import ndimage
 from kiridashi.segmenters.regions import ColourModel, close_gaps, line_contrast
 from kiridashi.types import BoxXYXY, Character
 
+COLOUR_BINS = 16  # per RGB channel: the head crop (the face ``face_px`` wide) has few pixels
+
 DEFAULTS = {
     "enabled": True,
     "zone_scale": 2.4,
@@ -186,11 +188,8 @@ def _face_by_colour(
     in the background beside the cheeks. ``crop``: hxwx3 uint8 RGB; the masks hxw bool."""
     if not outside.any():
         return ellipse
-    model = ColourModel(16, 1.0).fit(crop, seed.astype(np.float64), outside.astype(np.float64))
-    face = ellipse & (model.log_ratio(crop) > 0)
-    _, comp = cv2.connectedComponents(face.astype(np.uint8), connectivity=4)
-    touch = np.unique(comp[core & face])
-    face = ndimage.binary_fill_holes(np.isin(comp, touch[touch > 0])) & ellipse
+    face = ellipse & (_log_ratio(crop, seed, outside) > 0)
+    face = ndimage.binary_fill_holes(_touching(face, core)) & ellipse
     if (face & core).sum() < 0.5 * core.sum():  # colour cannot tell: the whole ellipse
         return ellipse
     face |= (cv2.dilate(face.astype(np.uint8), grow) > 0) & barrier & ellipse
@@ -216,12 +215,23 @@ def _hair_by_colour(
     taken."""
     if not outside.any() or not fringe.any():
         return np.zeros(zone.shape, bool)
-    model = ColourModel(16, 1.0).fit(crop, fringe.astype(np.float64), outside.astype(np.float64))
-    hair = zone & ~barrier & (model.log_ratio(crop) > threshold)
+    hair = zone & ~barrier & (_log_ratio(crop, fringe, outside) > threshold)
     hair[chin:] = False
-    _, comp = cv2.connectedComponents((hair | head).astype(np.uint8), connectivity=4)
-    touch = np.unique(comp[head])
-    return hair & np.isin(comp, touch[touch > 0])
+    return hair & _touching(hair | head, head)
+
+
+def _log_ratio(crop: np.ndarray, fg: np.ndarray, bg: np.ndarray) -> np.ndarray:
+    """hxw log P(colour | ``fg``) / P(colour | ``bg``) from coarse colour histograms of the
+    head crop (hxwx3 uint8 RGB; ``fg`` / ``bg`` hxw bool samples)."""
+    model = ColourModel(COLOUR_BINS, 1.0).fit(crop, fg.astype(np.float64), bg.astype(np.float64))
+    return model.log_ratio(crop)
+
+
+def _touching(mask: np.ndarray, anchor: np.ndarray) -> np.ndarray:
+    """hxw bool: the 4-connected components of ``mask`` that touch ``anchor`` (hxw bool)."""
+    _, comp = cv2.connectedComponents(mask.astype(np.uint8), connectivity=4)
+    touch = np.unique(comp[anchor & mask])
+    return np.isin(comp, touch[touch > 0])
 
 
 def head_mask(
