@@ -79,13 +79,21 @@ def _ellipse(hw: tuple[int, int], centre, axes) -> np.ndarray:
     return out > 0
 
 
+def face_ellipse(hw: tuple[int, int], face_box: BoxXYXY, share: float) -> np.ndarray:
+    """HxW bool: the ellipse of ``share`` x the face box (XYXY, in the px of ``hw``) about its
+    centre: 0.6 is the face's core, where the face must be whatever the box's fit."""
+    fx0, fy0, fx1, fy1 = face_box
+    centre = ((fx0 + fx1) / 2, (fy0 + fy1) / 2)
+    return _ellipse(hw, centre, (share / 2 * (fx1 - fx0), share / 2 * (fy1 - fy0)))
+
+
 def face_seed(hw: tuple[int, int], face_box: BoxXYXY, fringe: float) -> np.ndarray:
     """HxW bool: the face's core (an ellipse of 0.6 x the face box) and its fringe (the top
     ``fringe`` share of the face box, without its outer tenths): where the face and the hair
     that falls over it must be. ``face_box`` in the px of ``hw``."""
     fx0, fy0, fx1, fy1 = face_box
     fw, fh = fx1 - fx0, fy1 - fy0
-    seed = _ellipse(hw, ((fx0 + fx1) / 2, (fy0 + fy1) / 2), (0.3 * fw, 0.3 * fh))
+    seed = face_ellipse(hw, face_box, 0.6)
     by0, by1 = max(0, int(fy0)), max(0, int(fy0 + fringe * fh))
     bx0, bx1 = max(0, int(fx0 + 0.1 * fw)), max(0, int(fx1 - 0.1 * fw))
     seed[by0:by1, bx0:bx1] = True
@@ -155,12 +163,11 @@ def head_of(
     if head.any():  # the outline along the head stays on the cut-out
         head |= (cv2.dilate(head.astype(np.uint8), grow) > 0) & barrier & zone
     # the face itself, whatever the line art does (dark hair is all "line" at this scale)
-    f = float(cfg["face_keep"]) / 2
-    face_ellipse = _ellipse(hw, ((fx0 + fx1) / 2, (fy0 + fy1) / 2), (f * fw, f * fh))
-    core = _ellipse(hw, ((fx0 + fx1) / 2, (fy0 + fy1) / 2), (0.3 * fw, 0.3 * fh))
+    face_mask = face_ellipse(hw, face, float(cfg["face_keep"]))
+    core = face_ellipse(hw, face, 0.6)
     if cfg.get("face_colour"):
-        face_ellipse = _face_by_colour(crop, face_ellipse, core, seed, escapes, barrier, grow)
-    head |= face_ellipse
+        face_mask = _face_by_colour(crop, face_mask, core, seed, escapes, barrier, grow)
+    head |= face_mask
     if cfg.get("hair_colour") is not None:
         fringe = seed & ~core
         threshold = float(cfg["hair_colour"])
