@@ -11,7 +11,8 @@ inside of the outline), ``cut_off`` (a straight mask edge across which the image
 smoothly: the character was cut by a box), ``tiny`` / ``giant`` (area share of the image),
 ``small_crop`` (the cut-out's bounding box is below a minimum side), ``keypoints_outside``
 (confident face/pose points fall outside the mask), ``face_outside`` (the face is not in its
-character's mask: a headless crop).
+character's mask: a headless crop; for a character without a face box, its confident pose head
+points - nose, eyes, ears, mouth - stand in for the face).
 """
 
 from __future__ import annotations
@@ -46,7 +47,11 @@ DEFAULTS: dict[str, Any] = {
     "keypoint_confidence": 0.3,
     "max_face_outside": 0.2,
     "face_core": 0.6,
+    "head_point_confidence": 0.9,
+    "min_head_points": 3,
+    "max_head_points_outside": 0.5,
 }
+HEAD_POINTS = ("nose", "eye", "ear", "mouth")  # pose.<...> face points of MediaPipe Pose
 
 
 def _flag(check: str, character: int | None, score: float, reason: str) -> dict[str, Any]:
@@ -218,6 +223,21 @@ def face_outside_share(
     return float((face.astype(bool) & ~mask).sum()) / area
 
 
+def head_points_outside(
+    keypoints: dict | None, mask: np.ndarray, min_conf: float, tolerance_px: int
+) -> tuple[int, int]:
+    """(confident pose head points - ``pose.`` nose, eyes, ears, mouth - outside ``mask`` (HxW
+    bool) grown by ``tolerance_px``, their count). Where no face detector found the face, the
+    pose model's face points say where the head is."""
+    head = {
+        name: p
+        for name, p in (keypoints or {}).items()
+        if name.startswith("pose.") and any(part in name for part in HEAD_POINTS)
+    }
+    outside, total = keypoint_names_outside({"keypoints": head}, mask, min_conf, tolerance_px)
+    return len(outside), total
+
+
 def check_character(
     rgb: np.ndarray, mask: np.ndarray, character: dict, index: int, cfg: dict | None = None
 ) -> list[dict[str, Any]]:
@@ -280,4 +300,11 @@ def check_character(
     if face_out is not None and face_out > c["max_face_outside"]:
         flags.append(_flag("face_outside", index, face_out, f"{face_out:.0%} of the face is "
                            f"outside the mask (> {c['max_face_outside']:.0%}): headless crop"))  # fmt: skip
+    if face_out is None:  # no face box: the pose's face points, where it saw them
+        keypoints = character.get("keypoints")
+        out, seen = head_points_outside(keypoints, mask, c["head_point_confidence"], tolerance)
+        if seen >= c["min_head_points"] and out / seen > c["max_head_points_outside"]:
+            flags.append(_flag("face_outside", index, out / seen, f"{out} of {seen} pose head "
+                               f"points outside the mask (> {c['max_head_points_outside']:.0%}): "
+                               "headless crop"))  # fmt: skip
     return flags

@@ -114,6 +114,24 @@ def test_headless_crop_is_flagged():
     assert flag["score"] > 0.5 and "headless" in flag["reason"]
 
 
+def test_a_faceless_character_is_flagged_headless_by_its_pose_head_points():
+    rgb, mask = _scene()
+    head = {  # pose face points inside the ellipse's top (y 40..180), no face box
+        "pose.nose": [100, 65, 0.99], "pose.left_eye": [108, 58, 0.99],
+        "pose.right_eye": [92, 58, 0.99], "pose.left_ear": [115, 62, 0.95],
+        "pose.mouth_left": [104, 74, 0.99], "pose.mouth_right": [96, 74, 0.99],
+    }  # fmt: skip
+    assert "face_outside" not in _checks(rgb, mask, kp=head)
+    headless = mask.copy()
+    headless[:90] = False  # the top of the figure, face included, left out
+    flag = _checks(rgb, headless, kp=head)["face_outside"]
+    assert flag["score"] == 1.0 and "pose head points" in flag["reason"]
+    unsure = {k: [x, y, 0.5] for k, (x, y, _) in head.items()}
+    assert "face_outside" not in _checks(rgb, headless, kp=unsure)  # not confident enough
+    two = dict(list(head.items())[:2])
+    assert "face_outside" not in _checks(rgb, headless, kp=two)  # too few points to say
+
+
 def test_a_three_quarter_face_cut_exactly_is_not_flagged_headless():
     from kiridashi.checks import face_outside_share
     from tests.test_heads import three_quarter_face
