@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -210,3 +211,12 @@ def test_unreadable_training_art_is_skipped_with_a_warning(tmp_path, caplog):
         found = _images(tmp_path, "RGBA")
     assert [name for name, _ in found] == ["a.png"] and found[0][1].shape == (8, 8, 4)
     assert "b.png" in caplog.text
+
+
+def test_training_takes_the_mit_pool_folders_unless_told_otherwise():
+    from kiridashi.figures.training import MIT_POOL_FOLDERS, Recipe, arguments
+
+    parser = arguments("doc", Recipe(Path("net.onnx"), minutes=1.0))
+    assert tuple(parser.parse_args([]).pool_folders) == MIT_POOL_FOLDERS == ("lily", "moonlight")
+    chosen = parser.parse_args(["--pool-folders", "lily", "renjs"]).pool_folders
+    assert chosen == ["lily", "renjs"]

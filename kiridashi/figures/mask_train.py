@@ -63,7 +63,7 @@ def train(recipe: Recipe) -> dict:
 
     r = recipe
     start(r)
-    sprites, backgrounds, provenance = load_art(r.art, r.pool)
+    sprites, backgrounds, provenance = load_art(r.art, r.pool, r.pool_folders)
     scenes = SynthConfig(p_regions=0.0)
     synth = SceneSynth(sprites, backgrounds, np.random.default_rng(r.seed), scenes)
     crops = CropConfig()

@@ -35,15 +35,12 @@ import numpy as np
 
 from kiridashi.errors import one_line
 from kiridashi.figures.synth import Scene, SceneSynth
-from kiridashi.figures.training import Recipe, fit, run, save, start, stream
+from kiridashi.figures.training import MIT_POOL_FOLDERS, Recipe, fit, run, save, start, stream
 
 log = logging.getLogger("kiridashi.figures.train")
 
 SIZES = ((320, 192), (320, 256), (256, 256), (320, 224), (288, 160))  # (W, H) canvases
 LOSS_NAMES = ("mask", "centre", "size")
-# the MIT-licensed folders of ../shared/datasets/sprites (LICENSES.md there): LilyNovelPlayer
-# (MIT) and Moonlight Walks (MIT + a naming clause); renjs and ossified are CC-BY-SA, left out
-MIT_POOL_FOLDERS = ("lily", "moonlight")
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "detectors" / "data" / "figure_net.onnx"
 
 
@@ -179,7 +176,7 @@ def train(recipe: Recipe) -> dict:
 
     r = recipe
     start(r)
-    sprites, backgrounds, provenance = load_art(r.art, r.pool)
+    sprites, backgrounds, provenance = load_art(r.art, r.pool, r.pool_folders)
     synth = SceneSynth(sprites, backgrounds, np.random.default_rng(r.seed))
     model = FigureNet()
     data = stream(lambda s: batches(synth, r.batch, s, OUTPUT_STRIDE), r.seed + 1, r.workers)

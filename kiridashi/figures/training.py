@@ -25,6 +25,9 @@ import numpy as np
 log = logging.getLogger("kiridashi.figures.training")
 
 DEFAULT_POOL = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "sprites"
+# the MIT-licensed folders of the sprite pool (its LICENSES.md): LilyNovelPlayer (MIT) and
+# Moonlight Walks (MIT + a naming clause); renjs and ossified are CC-BY-SA, left out by default
+MIT_POOL_FOLDERS = ("lily", "moonlight")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Recipe:
     threads: int = 1
     workers: int = 1
     pool: Path | None = DEFAULT_POOL
+    pool_folders: tuple[str, ...] = MIT_POOL_FOLDERS
 
 
 def one_cycle(progress: float) -> float:
@@ -198,6 +202,11 @@ def arguments(doc: str, defaults: Recipe) -> argparse.ArgumentParser:
     ap.add_argument(
         "--pool", type=Path, default=d.pool, help="sprite pool: sprites/ + backgrounds/"
     )
+    ap.add_argument(
+        "--pool-folders", nargs="+", default=list(d.pool_folders), metavar="FOLDER",
+        help="folders of the pool's sprites/ and backgrounds/ to use (default: the MIT ones; "
+        "others change the weights' licence)",
+    )  # fmt: skip
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--batch", type=int, default=d.batch)
     ap.add_argument("--lr", type=float, default=d.lr)
@@ -216,6 +225,6 @@ def run(argv: list[str] | None, doc: str, defaults: Recipe, train: Callable[[Rec
     except ImportError:
         print("error: training needs torch: pip install -e '.[torch]'", file=sys.stderr)
         return 2
-    rec = train(Recipe(**vars(args)))
+    rec = train(Recipe(**{**vars(args), "pool_folders": tuple(args.pool_folders)}))
     print(json.dumps({k: v for k, v in rec.items() if k != "history"}, indent=2))
     return 0
