@@ -117,6 +117,40 @@ def test_closed_hair_is_given_back_and_leaking_hair_is_not():
             assert kept > 0.9 and not (head & background).any()
 
 
+POSE_HEAD = {  # MediaPipe Pose points of drawn_head's face (box 105-195 x 120-215), px
+    "pose.nose": [150, 170, 0.99], "pose.left_eye": [165, 158, 0.99],
+    "pose.right_eye": [135, 158, 0.99], "pose.left_ear": [192, 165, 0.95],
+    "pose.right_ear": [108, 165, 0.95], "pose.mouth_left": [158, 184, 0.99],
+    "pose.mouth_right": [142, 184, 0.99],
+    "pose.left_shoulder": [195, 240, 0.99], "pose.right_shoulder": [105, 240, 0.99],
+}  # fmt: skip
+
+
+def test_a_faceless_characters_head_is_given_back_from_its_pose():
+    from kiridashi.segmenters.heads import DEFAULTS, head_mask, pose_face_box
+    from kiridashi.types import Character
+
+    img, _, hair = drawn_head(False)
+    ch = Character(box=(60.0, 50.0, 240.0, 300.0), score=1.0, keypoints=dict(POSE_HEAD))
+    box = pose_face_box(ch, DEFAULTS["pose_face"])
+    assert box is not None and abs((box[0] + box[2]) / 2 - 150) < 2 and box[2] - box[0] == 90
+    assert abs((box[1] + box[3]) / 2 - 167.5) < 3  # the face's centre
+    lost = np.zeros(img.shape[:2], bool)  # the cut lost the head
+    head = head_mask(img, [ch], cut=lost)
+    face_core = np.zeros(img.shape[:2], np.uint8)
+    cv2.ellipse(face_core, (150, 165), (30, 30), 0, 0, 360, 1, -1)
+    assert head[face_core > 0].all() and (head & hair).sum() / hair.sum() > 0.9
+    off = {**DEFAULTS, "pose_face": {**DEFAULTS["pose_face"], "enabled": False}}
+    assert not head_mask(img, [ch], off, cut=lost).any()
+    unsure = {k: [x, y, 0.5] for k, (x, y, _) in POSE_HEAD.items()}
+    assert not head_mask(img, [dataclasses.replace(ch, keypoints=unsure)], cut=lost).any()
+    # a pose read into a background pattern: a figure far narrower than its box
+    tiny = {
+        k: [150 + (x - 150) / 10, 165 + (y - 165) / 10, c] for k, (x, y, c) in POSE_HEAD.items()
+    }
+    assert pose_face_box(dataclasses.replace(ch, keypoints=tiny), DEFAULTS["pose_face"]) is None
+
+
 def head_with_bangs(background: tuple) -> tuple[np.ndarray, tuple, np.ndarray]:
     """(RGB image, face box XYXY, HxW bool hair) of a head whose hair has no outline of its own
     (soft, painted art): a hair cap with bangs over the top of the outlined face, on
