@@ -23,6 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from kiridashi.keypoints import is_head_point
 from kiridashi.metrics import boundary_tolerance, mask_box
 
 CHECKS = (
@@ -51,7 +52,6 @@ DEFAULTS: dict[str, Any] = {
     "min_head_points": 3,
     "max_head_points_outside": 0.5,
 }
-HEAD_POINTS = ("nose", "eye", "ear", "mouth")  # pose.<...> face points of MediaPipe Pose
 
 
 def _flag(check: str, character: int | None, score: float, reason: str) -> dict[str, Any]:
@@ -229,11 +229,7 @@ def head_points_outside(
     """(confident pose head points - ``pose.`` nose, eyes, ears, mouth - outside ``mask`` (HxW
     bool) grown by ``tolerance_px``, their count). Where no face detector found the face, the
     pose model's face points say where the head is."""
-    head = {
-        name: p
-        for name, p in (keypoints or {}).items()
-        if name.startswith("pose.") and any(part in name for part in HEAD_POINTS)
-    }
+    head = {name: p for name, p in (keypoints or {}).items() if is_head_point(name)}
     outside, total = keypoint_names_outside({"keypoints": head}, mask, min_conf, tolerance_px)
     return len(outside), total
 

@@ -114,6 +114,16 @@ def test_headless_crop_is_flagged():
     assert flag["score"] > 0.5 and "headless" in flag["reason"]
 
 
+def test_pose_keypoint_names_give_their_body_part():
+    from kiridashi.keypoints import is_head_point, pose_part
+
+    assert pose_part("pose.left_eye_inner") == "eye" and pose_part("pose.mouth_right") == "mouth"
+    assert pose_part("pose.nose") == "nose" and pose_part("pose.right_ear") == "ear"
+    assert pose_part("pose.left_foot_index") == "foot" and pose_part("face.left_eye") is None
+    assert is_head_point("pose.right_eye_outer") and not is_head_point("pose.left_shoulder")
+    assert not is_head_point("face.nose")  # the face detectors' points are not the pose's
+
+
 def test_a_faceless_character_is_flagged_headless_by_its_pose_head_points():
     rgb, mask = _scene()
     head = {  # pose face points inside the ellipse's top (y 40..180), no face box

@@ -43,6 +43,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from kiridashi.keypoints import pose_part
 from kiridashi.segmenters.regions import ColourModel, close_gaps, line_contrast
 from kiridashi.types import BoxXYXY, Character
 
@@ -66,7 +67,8 @@ DEFAULTS = {
     "pose_face": {"enabled": True, "min_confidence": 0.9, "min_points": 3,
                   "width_shoulders": 1.0, "min_box_share": 0.25},
 }  # fmt: skip
-# where MediaPipe Pose's head points sit in an anime face box (y - box centre, in box heights):
+# where MediaPipe Pose's head points (kiridashi.keypoints.HEAD_PARTS) sit in an anime face box
+# (y - box centre, in box heights):
 # medians over dev's characters with a face box (dev2's within 0.04 of them)
 POSE_FACE_Y = {"eye": -0.11, "ear": -0.03, "nose": 0.03, "mouth": 0.18}
 
@@ -267,11 +269,10 @@ def pose_face_box(ch: Character, cfg: dict) -> BoxXYXY | None:
         return None
     xs, ys = [], []
     for name, p in points.items():
-        part = name.removeprefix("pose.").split("_")
-        kind = part[1] if part[0] in ("left", "right") else part[0]
-        if name.startswith("pose.") and kind in POSE_FACE_Y and p[2] >= conf:
+        part = pose_part(name)
+        if part in POSE_FACE_Y and p[2] >= conf:
             xs.append(p[0])
-            ys.append(p[1] - POSE_FACE_Y[kind] * side)
+            ys.append(p[1] - POSE_FACE_Y[part] * side)
     if len(xs) < int(cfg["min_points"]):
         return None
     cx, cy = float(np.mean(xs)), float(np.mean(ys))
@@ -285,7 +286,8 @@ def head_mask(
     cut: np.ndarray | None = None,
 ) -> np.ndarray:
     """HxW bool: the heads (face + the hair closed around it by line art) of the characters
-    with a face box (or one their pose implies), in ``image`` (HxWx3 uint8 RGB) px. See the module docstring.
+    with a face box (or one their pose implies), in ``image`` (HxWx3 uint8 RGB) px. See the
+    module docstring.
 
     ``cut`` (HxW bool, the segmenter's foreground): only the heads it lost are given back - those
     whose face seed (:func:`face_seed`) is more than ``repair_above`` outside it; a head the cut
