@@ -248,6 +248,7 @@ NULLABLE_KEYS = (
     "segment.figure.veto",
     "segment.figure.blind_fill",
     "segment.head.hair_colour",
+    "segment.fullres.sigma",
 )
 
 

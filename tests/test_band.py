@@ -37,3 +37,29 @@ def test_a_fringe_thinner_than_the_band_needs_the_bands_own_colour_samples(band_
     # from the sure parts only, the fringe's colour is nearer the door's than the jacket's
     assert bool(out[fringe].mean() > 0.9) == kept
     assert not (out & ~figure).any()
+
+
+def _close_shades_scene() -> tuple[np.ndarray, np.ndarray]:
+    """(HxWx3 RGB, HxW bool figure): a navy figure 5 levels darker than the navy wall behind
+    it, both with +-8 levels of noise (a dark blazer on dark tiles)."""
+    rng = np.random.default_rng(0)
+    image = np.empty((200, 200, 3), np.uint8)
+    image[:] = (62, 66, 92)
+    figure = np.zeros((200, 200), bool)
+    figure[60:, 60:140] = True
+    image[figure] = (57, 61, 87)
+    noisy = image.astype(int) + rng.integers(-8, 9, image.shape)
+    return np.clip(noisy, 0, 255).astype(np.uint8), figure
+
+
+def test_less_colour_smoothing_tells_close_shades_apart():
+    image, figure = _close_shades_scene()
+    coarse = np.zeros(figure.shape, bool)
+    coarse[54:, 54:146] = True  # the coarse cut took 6 px of wall around the figure
+    allowed = np.ones(figure.shape, bool)
+    wrong = {}
+    for sigma in (1.0, 0.5):  # colour.sigma; segment.fullres.sigma
+        model = ColourModel(40, sigma)
+        out = refine_band(image, coarse, allowed, 12, 12.0, model, 4.0, None, 0.05)
+        wrong[sigma] = int((out != figure).sum())
+    assert wrong[0.5] < 0.5 * wrong[1.0], wrong  # measured: 44 px against 119

@@ -73,7 +73,12 @@ def test_fractional_values_where_an_integer_default_allows_them():
 
 @pytest.mark.parametrize(
     "override",
-    ["segment.figure.veto=null", "segment.figure.blind_fill=null", "segment.head.hair_colour=null"],
+    [
+        "segment.figure.veto=null",
+        "segment.figure.blind_fill=null",
+        "segment.head.hair_colour=null",
+        "segment.fullres.sigma=null",
+    ],
 )
 def test_the_numbers_whose_comment_says_null_turns_them_off_take_null(override):
     key = override.split("=")[0].split(".")

@@ -84,7 +84,7 @@ SHAPE = {"enabled": True, "weight": 1.0, "head_scale": 1.6, "torso_width_faces":
          "column_share": 0.4}  # fmt: skip
 BAND = {"enabled": True, "px": 8, "weight": 8.0}
 FULLRES = {"enabled": False, "px": 4, "weight": 8.0, "max_scale": 0.9, "band_samples": 0.0,
-           "prior": 0.0, "min_kept": 0.0,
+           "prior": 0.0, "min_kept": 0.0, "sigma": None,
            "line": {"enabled": True, "weight": 1.0, "line_px": 7, "contrast": 40.0}}  # fmt: skip
 FIGURE = {"enabled": False, "blend": 0.5, "net": "kiridashi.detectors.figure_net.FigureNet",
           "model_file": "figure_net.onnx", "input_side": 320,
@@ -711,7 +711,8 @@ class AnimeRegionCut:
             outside = cv2.distanceTransform(1 - f8, cv2.DIST_L2, 3)
             signed = np.clip((inside - outside) / px, -1.0, 1.0) * float(cfg["prior"])
             extra = signed if extra is None else extra + signed
-        model = ColourModel(int(self.colour["bins"]), float(self.colour["sigma"]))
+        sigma = cfg["sigma"] if cfg["sigma"] is not None else self.colour["sigma"]
+        model = ColourModel(int(self.colour["bins"]), float(sigma))
         out = fg.copy()
         out[window] = refine_band(crop, fg[window], allowed[window], px, float(cfg["weight"]),
                                   model, float(self.colour["clip"]), extra,
