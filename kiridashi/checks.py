@@ -23,6 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from kiridashi.faces import face_ellipse
 from kiridashi.keypoints import is_head_point
 from kiridashi.metrics import boundary_tolerance, mask_box
 
@@ -208,19 +209,14 @@ def face_outside_share(
     """Share of the face outside ``mask`` (HxW bool): of the ellipse inscribed in ``face_box``
     (XYXY px), shrunk to ``core`` x its size about its centre (a face detector's square box is
     wider than a face in three-quarter view: its whole ellipse takes in background beside the
-    cheek). None without a face box or when it lies outside the image."""
+    cheek; :mod:`kiridashi.faces`). None without a face box or when it lies outside the image."""
     if not face_box:
         return None
-    h, w = mask.shape
-    x0, y0, x1, y1 = (float(v) for v in face_box)
-    face = np.zeros((h, w), np.uint8)
-    centre = (int(round((x0 + x1) / 2)), int(round((y0 + y1) / 2)))
-    axes = (max(1, int(round(core * (x1 - x0) / 2))), max(1, int(round(core * (y1 - y0) / 2))))
-    cv2.ellipse(face, centre, axes, 0, 0, 360, 1, -1)
+    face = face_ellipse(mask.shape, tuple(float(v) for v in face_box), core)
     area = int(face.sum())
     if area == 0:
         return None
-    return float((face.astype(bool) & ~mask).sum()) / area
+    return float((face & ~mask).sum()) / area
 
 
 def head_points_outside(

@@ -43,6 +43,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from kiridashi.faces import FACE_CORE, ellipse_mask, face_ellipse
 from kiridashi.keypoints import pose_part
 from kiridashi.segmenters.regions import ColourModel, close_gaps, line_contrast
 from kiridashi.types import BoxXYXY, Character
@@ -81,30 +82,13 @@ def head_zone(face_box: BoxXYXY, zone_scale: float, zone_lift: float) -> tuple:
     return centre, (zone_scale * fw / 2, zone_scale * fh / 2)
 
 
-def _ellipse(hw: tuple[int, int], centre, axes) -> np.ndarray:
-    """HxW bool filled ellipse (centre / axes in px)."""
-    out = np.zeros(hw, np.uint8)
-    c = (int(round(centre[0])), int(round(centre[1])))
-    a = (max(1, int(round(axes[0]))), max(1, int(round(axes[1]))))
-    cv2.ellipse(out, c, a, 0, 0, 360, 1, -1)
-    return out > 0
-
-
-def face_ellipse(hw: tuple[int, int], face_box: BoxXYXY, share: float) -> np.ndarray:
-    """HxW bool: the ellipse of ``share`` x the face box (XYXY, in the px of ``hw``) about its
-    centre: 0.6 is the face's core, where the face must be whatever the box's fit."""
-    fx0, fy0, fx1, fy1 = face_box
-    centre = ((fx0 + fx1) / 2, (fy0 + fy1) / 2)
-    return _ellipse(hw, centre, (share / 2 * (fx1 - fx0), share / 2 * (fy1 - fy0)))
-
-
 def face_seed(hw: tuple[int, int], face_box: BoxXYXY, fringe: float) -> np.ndarray:
-    """HxW bool: the face's core (an ellipse of 0.6 x the face box) and its fringe (the top
+    """HxW bool: the face's core (:data:`~kiridashi.faces.FACE_CORE`) and its fringe (the top
     ``fringe`` share of the face box, without its outer tenths): where the face and the hair
     that falls over it must be. ``face_box`` in the px of ``hw``."""
     fx0, fy0, fx1, fy1 = face_box
     fw, fh = fx1 - fx0, fy1 - fy0
-    seed = face_ellipse(hw, face_box, 0.6)
+    seed = face_ellipse(hw, face_box, FACE_CORE)
     by0, by1 = max(0, int(fy0)), max(0, int(fy0 + fringe * fh))
     bx0, bx1 = max(0, int(fx0 + 0.1 * fw)), max(0, int(fx1 - 0.1 * fw))
     seed[by0:by1, bx0:bx1] = True
@@ -137,7 +121,7 @@ def head_of(
     def at(v: float, o: int) -> float:  # image px -> crop px
         return (v - o) * k
 
-    zone = _ellipse(hw, (at(centre[0], X0), at(centre[1], Y0)), (axes[0] * k, axes[1] * k))
+    zone = ellipse_mask(hw, (at(centre[0], X0), at(centre[1], Y0)), (axes[0] * k, axes[1] * k))
     r = int(cfg["close_px"])
     barrier = close_gaps(line_contrast(crop, int(cfg["line_px"])) >= float(cfg["line_contrast"]), r)
     n, comp = cv2.connectedComponents((~barrier).astype(np.uint8), connectivity=4)
@@ -175,7 +159,7 @@ def head_of(
         head |= (cv2.dilate(head.astype(np.uint8), grow) > 0) & barrier & zone
     # the face itself, whatever the line art does (dark hair is all "line" at this scale)
     face_mask = face_ellipse(hw, face, float(cfg["face_keep"]))
-    core = face_ellipse(hw, face, 0.6)
+    core = face_ellipse(hw, face, FACE_CORE)
     if cfg.get("face_colour"):
         face_mask = _face_by_colour(crop, face_mask, core, seed, escapes, barrier, grow)
     head |= face_mask
