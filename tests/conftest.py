@@ -40,6 +40,14 @@ def cfg() -> dict:
 
 
 @pytest.fixture
+def segment_cfg(cfg) -> dict:
+    """The default segmenter's constructor parameters (``cfg["segment"]`` without its meta keys)."""
+    from kiridashi.segmenters.base import META_KEYS
+
+    return {k: v for k, v in cfg["segment"].items() if k not in META_KEYS}
+
+
+@pytest.fixture
 def quirks_dir() -> Path:
     return shared_path("datasets", "quirks")
 

@@ -14,7 +14,6 @@ from kiridashi.edges import decontaminate
 from kiridashi.merge import merge_characters, rgba_crop
 from kiridashi.metrics import iou
 from kiridashi.segmenters.anime import AnimeRegionCut
-from kiridashi.segmenters.base import META_KEYS
 from kiridashi.segmenters.regions import ColourModel, min_cut, region_graph, superpixels
 from kiridashi.types import Character
 
@@ -51,11 +50,6 @@ def drawn_figure(seed: int = 0) -> tuple[np.ndarray, np.ndarray, Character]:
         keypoints={"face.left_eye": (225.0, 110.0, 0.9), "face.right_eye": (255.0, 110.0, 0.9)},
     )
     return image, gt.astype(bool), character
-
-
-@pytest.fixture
-def segment_cfg(cfg) -> dict:
-    return {k: v for k, v in cfg["segment"].items() if k not in META_KEYS}
 
 
 def test_superpixels_and_graph_cover_the_image():

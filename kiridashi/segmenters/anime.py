@@ -34,6 +34,7 @@ widths), which splits touching characters. Masks are HxW float32 in [0, 1], boxe
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -42,9 +43,11 @@ from scipy import ndimage
 
 from kiridashi.metrics import mask_window
 from kiridashi.segmenters import heads
+from kiridashi.segmenters.pockets import Pockets, share_at
 from kiridashi.segmenters.regions import (
     HARD,
     ColourModel,
+    RegionGraph,
     clipped_logit,
     close_gaps,
     line_contrast,
@@ -65,9 +68,31 @@ def _section(value: dict | None, defaults: dict) -> dict:
     return out
 
 
+@dataclass
+class _Rounds:
+    """One crop's terms that stay fixed through the graph cut <-> colour model rounds (work px;
+    per-region arrays index the regions of ``labels``)."""
+
+    image: np.ndarray  # HxWx3 uint8 RGB
+    labels: np.ndarray  # HxW int32 superpixel labels
+    graph: RegionGraph
+    base: np.ndarray  # per-region log-odds: priors, veto, bias
+    weights: np.ndarray  # pairwise weight per graph edge
+    hard_bg: np.ndarray  # per-region bool
+    hard_fg: np.ndarray  # per-region bool
+    allowed_share: np.ndarray  # per-region share inside the allowed area
+    selfie_term: np.ndarray | None  # per-region person-prior log-odds (None: no prior)
+    allowed: np.ndarray  # HxW bool
+    index: np.ndarray  # HxW colour histogram bin of each pixel
+    pockets: Pockets | None  # the line art's enclosed pockets (None: enclosure off or fixed)
+    enc_w: float
+    mute_pockets: bool  # the person prior has no say in a background-coloured pocket
+
+
 SELFIE = {"enabled": True, "weight": 1.0, "models": [0, 1], "combine": "max", "work_side": 512,
           "clip": 3.0, "mute_below": 0.0}  # fmt: skip
-COLOUR = {"enabled": True, "weight": 1.0, "bins": 32, "sigma": 1.0, "clip": 4.0, "init_body": True,
+COLOUR = {"enabled": True, "weight": 1.0, "bins": 32, "sigma": 1.0, "consensus_sigma": None,
+          "clip": 4.0, "init_body": True,
           "init_inside_bg": False}  # fmt: skip
 SEEDS = {"enabled": True, "face_core": 0.6, "keypoint_radius_faces": 0.06,
          "min_keypoint_confidence": 0.6, "leg_core": 0.0, "min_leg_confidence": 0.8,
@@ -539,6 +564,7 @@ class AnimeRegionCut:
         base = np.full(graph.n, self.bias)
         pockets = {**ENCLOSURE["pockets"], **(self.enclosure.get("pockets") or {})}
         pockets["enabled"] = bool(pockets["enabled"] and self.enclosure["enabled"])
+        selfie_term, inside, comp, enc_w = None, None, None, 0.0
         if prob is not None:
             logit = clipped_logit(prob, float(self.selfie["clip"]))
             selfie_term = float(self.selfie["weight"]) * graph.mean(labels, logit)
@@ -562,7 +588,7 @@ class AnimeRegionCut:
                 inside, comp = self._enclosed(image, outside)
             enc_w = float(self.enclosure["weight"])
             if not pockets["enabled"]:
-                base += enc_w * (2 * graph.mean(labels, self._to_work(inside, labels)) - 1)
+                base += enc_w * (2 * graph.mean(labels, share_at(inside, labels)) - 1)
         weights = np.zeros(len(graph.edges))
         if self.pairwise["enabled"]:
             diff = graph.colour[graph.edges[:, 0]] - graph.colour[graph.edges[:, 1]]
@@ -583,64 +609,63 @@ class AnimeRegionCut:
         bg_w = (~allowed).astype(np.float64)
         if prob is not None and self.colour["init_inside_bg"]:
             bg_w = bg_w + (1 - prob) * allowed
-        colour = ColourModel(int(self.colour["bins"]), float(self.colour["sigma"]))
-        fg_regions = allowed_share >= 0.5
+        index = ColourModel(int(self.colour["bins"])).index(image)
+        enclosed = None
+        if pockets["enabled"]:
+            enclosed = Pockets(inside, comp, labels, graph, float(pockets["ratio"]))
+        state = _Rounds(image, labels, graph, base, weights, hard_bg, hard_fg, allowed_share,
+                        selfie_term, allowed, index, enclosed, enc_w,
+                        bool(pockets["mute_selfie"]))  # fmt: skip
+        fg = self._colour_rounds(state, float(self.colour["sigma"]), fg_w, bg_w)
+        consensus = self.colour.get("consensus_sigma")
+        if consensus is not None and self.colour["enabled"]:
+            # a second reading of the colours, smoothed less: a pixel stays figure only where
+            # both cuts keep it (a region that one density estimate lets the first samples
+            # pull in - dark floor between dark trouser legs - the other often does not)
+            fg &= self._colour_rounds(state, float(consensus), fg_w, bg_w)
+        return fg
+
+    def _colour_rounds(
+        self, r: _Rounds, sigma: float, fg_w: np.ndarray, bg_w: np.ndarray
+    ) -> np.ndarray:
+        """HxW bool: ``iterations`` rounds of graph cut <-> colour model (histograms smoothed by
+        ``sigma`` bins) from the first samples ``fg_w`` / ``bg_w`` (HxW float weights), then
+        the work-size band cut."""
+        colour = ColourModel(int(self.colour["bins"]), sigma)
+        fg_regions = r.allowed_share >= 0.5
         for _ in range(max(1, self.iterations)):
-            unary = base.copy()
+            unary = r.base.copy()
             if self.colour["enabled"]:
-                colour.fit(image, fg_w, bg_w)
+                colour.fit(r.image, fg_w, bg_w, r.index)
                 clip = float(self.colour["clip"])
-                ratio = np.clip(colour.log_ratio(image), -clip, clip).astype(np.float64)
-                region_ratio = graph.mean(labels, ratio)
+                ratio = np.clip(colour.log_ratio(r.image, r.index), -clip, clip).astype(np.float64)
+                region_ratio = r.graph.mean(r.labels, ratio)
                 unary += float(self.colour["weight"]) * region_ratio
                 mute = float(self.selfie["mute_below"])
-                if prob is not None and mute > 0:
-                    unary -= (region_ratio < -mute) * np.maximum(selfie_term, 0)
-            if pockets["enabled"]:
+                if r.selfie_term is not None and mute > 0:
+                    unary -= (region_ratio < -mute) * np.maximum(r.selfie_term, 0)
+            if r.pockets is not None:
                 # enclosed pockets whose colour is background-like are not held inside
-                held = inside
-                if self.colour["enabled"]:
-                    n_comp = int(comp.max()) + 1
-                    r = (
-                        ratio
-                        if fine is None
-                        else cv2.resize(ratio, fine.shape[1::-1], interpolation=cv2.INTER_NEAREST)
-                    )
-                    sums = np.bincount(comp.ravel(), weights=r.ravel(), minlength=n_comp)
-                    cnt = np.maximum(np.bincount(comp.ravel(), minlength=n_comp), 1)
-                    bg_like = sums / cnt < -float(pockets["ratio"])
-                    bg_like[0] = False
-                    held = inside & ~bg_like[comp]
-                    if prob is not None and pockets["mute_selfie"]:
-                        # the blurry selfie map fills gaps between arms and body: it has no say
-                        # in an enclosed pocket of background colour
-                        pocket = self._to_work(inside & bg_like[comp], labels)
-                        unary -= graph.mean(labels, pocket) * np.maximum(selfie_term, 0)
-                unary += enc_w * (2 * graph.mean(labels, self._to_work(held, labels)) - 1)
-            unary *= graph.area
-            unary[hard_bg] = -HARD
-            unary[hard_fg] = HARD
-            fg_regions = min_cut(unary, graph.edges, weights)
-            fg_px = fg_regions[labels]
+                held, pocket = r.pockets.shares(ratio if self.colour["enabled"] else None)
+                if self.colour["enabled"] and r.selfie_term is not None and r.mute_pockets:
+                    # the blurry selfie map fills gaps between arms and body: it has no say
+                    # in an enclosed pocket of background colour
+                    unary -= pocket * np.maximum(r.selfie_term, 0)
+                unary += r.enc_w * (2 * held - 1)
+            unary *= r.graph.area
+            unary[r.hard_bg] = -HARD
+            unary[r.hard_fg] = HARD
+            fg_regions = min_cut(unary, r.graph.edges, r.weights)
+            fg_px = fg_regions[r.labels]
             fg_w, bg_w = fg_px.astype(np.float64), (~fg_px).astype(np.float64)
             if not self.colour["enabled"]:
                 break
-        fg = fg_regions[labels]
+        fg = fg_regions[r.labels]
         if self.band["enabled"]:
-            model = ColourModel(int(self.colour["bins"]), float(self.colour["sigma"]))
-            fg = refine_band(image, fg, allowed, int(self.band["px"]), float(self.band["weight"]),
+            model = ColourModel(int(self.colour["bins"]), sigma)
+            fg = refine_band(r.image, fg, r.allowed, int(self.band["px"]), float(self.band["weight"]),
                              model, float(self.colour["clip"]))  # fmt: skip
         return fg
-
-    @staticmethod
-    def _to_work(mask: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """HxW float64 share of ``mask`` (bool, any size) at the size of ``labels``."""
-        if mask.shape == labels.shape:
-            return mask.astype(np.float64)
-        size = labels.shape[1::-1]
-        return cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA).astype(
-            np.float64
-        )
 
     def union_soft(self, image: np.ndarray, characters: list[Character]) -> np.ndarray:
         """Soft foreground of all characters together (HxW float32, ``image`` size)."""

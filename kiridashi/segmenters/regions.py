@@ -97,7 +97,9 @@ class ColourModel:
         self.bins, self.sigma = int(bins), float(sigma)
         self.log_ratio_table = np.zeros((self.bins,) * 3, np.float32)
 
-    def _index(self, image: np.ndarray) -> np.ndarray:
+    def index(self, image: np.ndarray) -> np.ndarray:
+        """HxW int32 histogram bin of each pixel of an HxWx3 uint8 image (the same for every
+        model with these ``bins``: compute it once for several fits of one image)."""
         q = (image.astype(np.int32) * self.bins) // 256
         return (q[..., 0] * self.bins + q[..., 1]) * self.bins + q[..., 2]
 
@@ -108,17 +110,20 @@ class ColourModel:
         uniform = 1.0 / hist.size
         return 0.95 * hist / max(total, 1e-9) + 0.05 * uniform
 
-    def fit(self, image: np.ndarray, fg: np.ndarray, bg: np.ndarray) -> ColourModel:
-        """Fit from HxWx3 uint8 ``image`` and HxW float weights of foreground / background."""
-        index = self._index(image).ravel()
+    def fit(
+        self, image: np.ndarray, fg: np.ndarray, bg: np.ndarray, index: np.ndarray | None = None
+    ) -> ColourModel:
+        """Fit from HxWx3 uint8 ``image`` and HxW float weights of foreground / background;
+        ``index``: its :meth:`index`, when already computed."""
+        index = (self.index(image) if index is None else index).ravel()
         f = self._density(index, fg.ravel().astype(np.float64))
         b = self._density(index, bg.ravel().astype(np.float64))
         self.log_ratio_table = np.log(f / b).astype(np.float32)
         return self
 
-    def log_ratio(self, image: np.ndarray) -> np.ndarray:
-        """HxW log P(colour | fg) / P(colour | bg)."""
-        return self.log_ratio_table.ravel()[self._index(image)]
+    def log_ratio(self, image: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
+        """HxW log P(colour | fg) / P(colour | bg); ``index``: :meth:`index` of ``image``."""
+        return self.log_ratio_table.ravel()[self.index(image) if index is None else index]
 
 
 def clipped_logit(prob: np.ndarray, clip: float) -> np.ndarray:
@@ -198,14 +203,15 @@ def refine_band(
         return fg
     wide = (cv2.dilate(band.astype(np.uint8), k, iterations=band_px) > 0).astype(np.float64)
     wide[band] = float(band_samples)
-    colour.fit(image, fg * wide, ~fg * wide)
+    bins = colour.index(image)
+    colour.fit(image, fg * wide, ~fg * wide, bins)
     nodes = cv2.dilate(band.astype(np.uint8), k) > 0  # band plus a fixed ring
     index = np.full(fg.shape, -1, np.int64)
     index[nodes] = np.arange(int(nodes.sum()))
-    ratio = np.clip(colour.log_ratio(image), -clip, clip).astype(np.float64)
+    ratio = np.clip(colour.log_ratio(image, bins[nodes]), -clip, clip).astype(np.float64)
     if extra is not None:
-        ratio = ratio + extra
-    unary = np.where(band, ratio, np.where(fg, HARD, -HARD))[nodes]
+        ratio = ratio + extra[nodes]
+    unary = np.where(band[nodes], ratio, np.where(fg[nodes], HARD, -HARD))
     lab = cv2.cvtColor(image, cv2.COLOR_RGB2Lab).astype(np.float32)
     pairs, d2s = [], []
     for sl_a, sl_b in (

@@ -1,0 +1,77 @@
+"""The region cut's consensus of two colour smoothings (``segment.colour.consensus_sigma``) and
+the enclosed pockets it re-reads in every round (:mod:`kiridashi.segmenters.pockets`)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from kiridashi.segmenters.anime import AnimeRegionCut
+from kiridashi.segmenters.pockets import Pockets, share_at
+from kiridashi.segmenters.regions import region_graph, superpixels
+from tests.test_segment import drawn_figure
+
+
+def _direct_shares(inside, comp, labels, graph, ratio, threshold):
+    """The pocket test as the cut ran it before :class:`Pockets`: the ratio map resized to the
+    enclosure's resolution and summed over every component."""
+    n = int(comp.max()) + 1
+    fine = cv2.resize(ratio, comp.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+    sums = np.bincount(comp.ravel(), weights=fine.ravel(), minlength=n)
+    count = np.maximum(np.bincount(comp.ravel(), minlength=n), 1)
+    bg_like = sums / count < -threshold
+    bg_like[0] = False
+    held = inside & ~bg_like[comp]
+    pocket = inside & bg_like[comp]
+    return (
+        graph.mean(labels, share_at(held, labels)),
+        graph.mean(labels, share_at(pocket, labels)),
+    )
+
+
+@pytest.mark.parametrize("scale", [1, 3])
+def test_pockets_give_the_shares_the_full_resolution_sums_give(scale):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    labels = superpixels(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), 6)
+    graph = region_graph(labels, cv2.cvtColor(image, cv2.COLOR_RGB2Lab).astype(np.float32))
+    # line art: a grid of closed cells, the outer ones reached from the outside
+    h, w = 60 * scale, 80 * scale
+    barrier = np.zeros((h, w), np.uint8)
+    barrier[:: 10 * scale] = 1
+    barrier[:, :: 10 * scale] = 1
+    _, comp = cv2.connectedComponents(1 - barrier, connectivity=4)
+    comp[barrier > 0] = 0
+    reached = np.unique(np.concatenate([comp[1], comp[-1], comp[:, 1], comp[:, -1]]))
+    inside = ~np.isin(comp, reached[reached > 0])
+    pockets = Pockets(inside, comp, labels, graph, 0.0)
+    for round_ in range(4):
+        # background-coloured cells on the left, figure-coloured ones on the right
+        slope = np.linspace(-1.0, 1.0, labels.shape[1])[None, :] * (round_ + 1)
+        ratio = rng.normal(0.0, 1.0, labels.shape) + slope
+        held, pocket = pockets.shares(ratio)
+        want = _direct_shares(inside, comp, labels, graph, ratio, 0.0)
+        assert np.array_equal(held, want[0]) and np.array_equal(pocket, want[1])
+        assert pocket.max() > 0 and held.max() > 0  # both kinds of pocket occur
+    held, pocket = pockets.shares(None)  # no colour model: every enclosed area is held
+    assert np.array_equal(held, graph.mean(labels, share_at(inside, labels)))
+    assert not pocket.any()
+
+
+def _cut(segment_cfg, image, character, consensus):
+    params = dict(segment_cfg, selfie=dict(segment_cfg["selfie"], enabled=False))
+    params["colour"] = dict(segment_cfg["colour"], consensus_sigma=consensus)
+    seg = AnimeRegionCut(**params)
+    return seg.union_mask(image, [character], 1.0)
+
+
+def test_the_consensus_cut_keeps_only_what_both_colour_readings_keep(segment_cfg):
+    image, gt, character = drawn_figure(seed=1)
+    sigma = segment_cfg["colour"]["sigma"]
+    one = _cut(segment_cfg, image, character, None)
+    same = _cut(segment_cfg, image, character, sigma)
+    assert np.array_equal(one, same)  # a second reading at the same smoothing changes nothing
+    both = _cut(segment_cfg, image, character, 0.5 * sigma)
+    assert not (both & ~one).any()  # the second reading can only take regions out
+    assert (both & gt).sum() >= 0.97 * (one & gt).sum()  # ... and the figure stays
