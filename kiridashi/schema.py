@@ -249,6 +249,7 @@ NULLABLE_KEYS = (
     "segment.figure.blind_fill",
     "segment.head.hair_colour",
     "segment.fullres.sigma",
+    "segment.colour.consensus_sigma",
 )
 
 

@@ -78,6 +78,7 @@ def test_fractional_values_where_an_integer_default_allows_them():
         "segment.figure.blind_fill=null",
         "segment.head.hair_colour=null",
         "segment.fullres.sigma=null",
+        "segment.colour.consensus_sigma=null",
     ],
 )
 def test_the_numbers_whose_comment_says_null_turns_them_off_take_null(override):
