@@ -19,7 +19,9 @@ Per image (all characters together, at a work copy whose long side is ``work_sid
    so the floor behind a figure cut by the bottom edge is not "enclosed" by it.
 4. graph cut over the region adjacency graph: cutting between two regions costs their border
    length times their colour similarity (``pairwise``); repeated ``iterations`` times with
-   re-learned colours.
+   re-learned colours. With ``colour.consensus_sigma`` the rounds run twice, the histograms
+   smoothed by ``colour.sigma`` and by that, and a pixel stays foreground only where both
+   cuts keep it.
 5. refinement at the image's own resolution: a pixel-level graph cut in a narrow band around the
    upscaled cut (``fullres``: local colour models, contrast-sensitive pairwise, and a bonus for
    dark line art so the boundary sits on the outer side of the outline; recovers detail lost at
