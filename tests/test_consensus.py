@@ -75,3 +75,44 @@ def test_the_consensus_cut_keeps_only_what_both_colour_readings_keep(segment_cfg
     both = _cut(segment_cfg, image, character, 0.5 * sigma)
     assert not (both & ~one).any()  # the second reading can only take regions out
     assert (both & gt).sum() >= 0.97 * (one & gt).sum()  # ... and the figure stays
+
+
+POSTER = (60, 170, 90)  # RGB: green, a colour the background also has
+
+
+def _poster_scene(seed: int):
+    """(image, GT figure, character, person prior, poster): the drawn figure with a green
+    poster touching its side, green patches in the background far from it, and a person prior
+    that takes the poster in (0.8) as a blurry prior takes in an object beside a figure."""
+    image, gt, character = drawn_figure(seed)
+    h, w = gt.shape
+    rng = np.random.default_rng(seed)
+    for x, y in [(20, 30), (400, 40), (30, 250), (420, 260)]:
+        image[y : y + 60, x : x + 50] = np.clip(POSTER + rng.normal(0, 6, (60, 50, 3)), 0, 255)
+    poster = np.zeros((h, w), bool)
+    poster[170:300, 300:345] = True
+    poster &= ~gt
+    image[poster] = np.clip(POSTER + rng.normal(0, 6, (int(poster.sum()), 3)), 0, 255)
+    prior = cv2.GaussianBlur(gt.astype(np.float32), (0, 0), 4)
+    return image, gt, character, np.maximum(prior, 0.8 * poster), poster
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_layout_seeded_reading_leaves_out_what_only_the_prior_took_in(segment_cfg, seed):
+    image, gt, character, prior, poster = _poster_scene(seed)
+    hw = gt.shape
+    kept = {}
+    for name, consensus, layout in [("one", None, False), ("prior", 0.5, False),
+                                    ("layout", 0.5, True)]:  # fmt: skip
+        colour = dict(segment_cfg["colour"], consensus_sigma=consensus, consensus_layout=layout)
+        seg = AnimeRegionCut(**dict(segment_cfg, colour=colour))
+        allowed = seg._grown_boxes(hw, [character], 1.0, seg.box_margin)
+        sure = seg.sure_foreground(hw, [character], 1.0) & allowed
+        fg = seg._cut(image, allowed, sure, prior, seg.body_prior(hw, [character], 1.0))
+        kept[name] = ((fg & poster).sum() / poster.sum(), (fg & gt).sum() / gt.sum())
+    # the prior-weighted first samples teach every reading the poster's green as figure ...
+    assert kept["one"][0] > 0.9 and kept["prior"][0] > 0.9
+    # ... the reading that learns its first figure colours from the layout (face, torso) does
+    # not, and the intersection leaves the poster out and keeps the figure
+    assert kept["layout"][0] < 0.1
+    assert kept["layout"][1] >= kept["one"][1] - 0.01 and kept["layout"][1] > 0.95

@@ -21,7 +21,8 @@ Per image (all characters together, at a work copy whose long side is ``work_sid
    length times their colour similarity (``pairwise``); repeated ``iterations`` times with
    re-learned colours. With ``colour.consensus_sigma`` the rounds run twice, the histograms
    smoothed by ``colour.sigma`` and by that, and a pixel stays foreground only where both
-   cuts keep it.
+   cuts keep it; with ``colour.consensus_layout`` the second learns its first figure colours
+   from the layout alone (sure seeds, the body prior), not from the person prior.
 5. refinement at the image's own resolution: a pixel-level graph cut in a narrow band around the
    upscaled cut (``fullres``: local colour models, contrast-sensitive pairwise, and a bonus for
    dark line art so the boundary sits on the outer side of the outline; recovers detail lost at
@@ -94,7 +95,7 @@ class _Rounds:
 SELFIE = {"enabled": True, "weight": 1.0, "models": [0, 1], "combine": "max", "work_side": 512,
           "clip": 3.0, "mute_below": 0.0}  # fmt: skip
 COLOUR = {"enabled": True, "weight": 1.0, "bins": 32, "sigma": 1.0, "consensus_sigma": None,
-          "clip": 4.0, "init_body": True,
+          "consensus_layout": False, "clip": 4.0, "init_body": True,
           "init_inside_bg": False}  # fmt: skip
 SEEDS = {"enabled": True, "face_core": 0.6, "keypoint_radius_faces": 0.06,
          "min_keypoint_confidence": 0.6, "leg_core": 0.0, "min_leg_confidence": 0.8,
@@ -624,7 +625,17 @@ class AnimeRegionCut:
             # a second reading of the colours, smoothed less: a pixel stays figure only where
             # both cuts keep it (a region that one density estimate lets the first samples
             # pull in - dark floor between dark trouser legs - the other often does not)
-            fg &= self._colour_rounds(state, float(consensus), fg_w, bg_w)
+            first = fg_w
+            if self.colour.get("consensus_layout"):
+                # ... and its first figure colours come from the layout alone (sure seeds, the
+                # body prior), not from the person prior: a poster or a wall strip that the
+                # blurry priors take in teaches it no figure colour
+                layout = sure.astype(np.float64)
+                if body is not None and self.colour["init_body"]:
+                    layout = np.maximum(layout, body * allowed)
+                if layout.any():
+                    first = layout
+            fg &= self._colour_rounds(state, float(consensus), first, bg_w)
         return fg
 
     def _colour_rounds(
