@@ -35,12 +35,19 @@ from kiridashi.types import Character
 log = logging.getLogger(__name__)
 
 STEPS = ("preprocess", "detect", "segment", "merge")
-# modules whose source defines each step's results (code version of the cache key)
+# modules whose source defines each step's results (code version of the cache key): each step's
+# own code and every kiridashi module it imports that computes something (not the cache, config
+# or model-file plumbing; tests/test_cache.py checks the imports against this)
 STEP_CODE = {
     "preprocess": ("kiridashi.preprocess", "kiridashi.io"),
-    "detect": ("kiridashi.detectors", "kiridashi.figures", "kiridashi.types"),
-    "segment": ("kiridashi.segmenters",),
-    "merge": ("kiridashi.merge", "kiridashi.edges"),
+    "detect": ("kiridashi.detectors", "kiridashi.figures", "kiridashi.types", "kiridashi.metrics"),
+    "segment": (
+        "kiridashi.segmenters",
+        "kiridashi.faces",
+        "kiridashi.keypoints",
+        "kiridashi.metrics",
+    ),  # fmt: skip
+    "merge": ("kiridashi.merge", "kiridashi.edges", "kiridashi.metrics"),
 }
 SCHEMA_VERSION = 1
 

@@ -124,3 +124,61 @@ def test_live_lock_is_waited_for_and_eviction_keeps_locks(tmp_path):
     assert cache.volume() <= base + 16384 + 4096
     assert "lock::other" in cache._store  # noqa: SLF001
     other.release()
+
+
+# kiridashi modules a step may import without counting in its code version: cache, config and
+# model-file plumbing that moves no result, and the demo art the figure nets' training reads
+PLUMBING = ("kiridashi.cache", "kiridashi.config", "kiridashi.models", "kiridashi.quiet",
+            "kiridashi.errors", "kiridashi.demo")  # fmt: skip
+
+
+def _kiridashi_imports(path: Path) -> set[str]:
+    """The kiridashi modules (and names in them) that a source file imports, at any depth."""
+    import ast
+
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.add(node.module)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+    return {name for name in out if name.split(".")[0] == "kiridashi"}
+
+
+def test_each_steps_code_version_covers_the_code_it_runs():
+    """Editing a module a step imports must change that step's cache key: every kiridashi
+    module a step's code imports is in its ``STEP_CODE`` (or an earlier step's, whose key its
+    own chains), except the plumbing."""
+    from kiridashi.cache import _source_files
+    from kiridashi.runner import STEP_CODE, STEPS
+
+    def inside(name: str, prefixes) -> bool:
+        return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+    covered: set[str] = set()
+    for step in STEPS:
+        covered |= set(STEP_CODE[step])
+        missing = {
+            (name, f.name)
+            for module in STEP_CODE[step]
+            for f in _source_files(module)
+            if f.suffix == ".py"
+            for name in _kiridashi_imports(f)
+            if not inside(name, covered) and not inside(name, PLUMBING)
+        }
+        assert not missing, f"{step}: imports outside its code version: {sorted(missing)}"
+
+
+def test_each_dvc_stage_depends_on_its_steps_code():
+    """``dvc repro`` reruns a stage only when a dependency changed: each pipeline stage of
+    dvc.yaml lists the code its step's cache key counts (``STEP_CODE``)."""
+    import yaml
+
+    from kiridashi.runner import STEP_CODE
+
+    stages = yaml.safe_load((Path(__file__).parents[1] / "dvc.yaml").read_text())["stages"]
+    for step, modules in STEP_CODE.items():
+        deps = set(stages[step]["deps"])
+        for module in modules:
+            path = module.replace(".", "/")
+            assert path in deps or f"{path}.py" in deps, f"dvc.yaml {step}: no dependency {path}"
