@@ -46,7 +46,7 @@ STEP_CODE = {
         "kiridashi.faces",
         "kiridashi.keypoints",
         "kiridashi.metrics",
-    ),  # fmt: skip
+    ),
     "merge": ("kiridashi.merge", "kiridashi.edges", "kiridashi.metrics"),
 }
 SCHEMA_VERSION = 1

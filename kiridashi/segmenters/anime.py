@@ -77,6 +77,7 @@ class _Rounds:
     per-region arrays index the regions of ``labels``)."""
 
     image: np.ndarray  # HxWx3 uint8 RGB
+    lab: np.ndarray  # HxWx3 float32 Lab of it
     labels: np.ndarray  # HxW int32 superpixel labels
     graph: RegionGraph
     base: np.ndarray  # per-region log-odds: priors, veto, bias
@@ -600,6 +601,10 @@ class AnimeRegionCut:
             weights = float(self.pairwise["weight"]) * graph.border * np.exp(-beta * d2)
         hard_bg = allowed_share < 0.5
         hard_fg = (sure_share > 0.5) & ~hard_bg
+        # the layout's figure: sure seeds and the body prior
+        layout = sure.astype(np.float64)
+        if body is not None and self.colour["init_body"]:
+            layout = np.maximum(layout, body * allowed)
         # first colour model: selfie probability (or the allowed area) vs the outside ring
         fg_w = (prob if prob is not None else np.full(allowed.shape, 0.5)) * allowed
         fg_w = np.maximum(fg_w, sure)
@@ -607,8 +612,7 @@ class AnimeRegionCut:
             # where the trusted net says background (log-odds <= -1: p < 0.27), the first
             # colour model takes no foreground samples (a lamp beside the figure)
             fg_w = np.where(veto <= -1.0, np.minimum(fg_w, sure), fg_w)
-        if body is not None and self.colour["init_body"]:
-            fg_w = np.maximum(fg_w, body * allowed)
+        fg_w = np.maximum(fg_w, layout)
         bg_w = (~allowed).astype(np.float64)
         if prob is not None and self.colour["init_inside_bg"]:
             bg_w = bg_w + (1 - prob) * allowed
@@ -616,7 +620,7 @@ class AnimeRegionCut:
         enclosed = None
         if pockets["enabled"]:
             enclosed = Pockets(inside, comp, labels, graph, float(pockets["ratio"]))
-        state = _Rounds(image, labels, graph, base, weights, hard_bg, hard_fg, allowed_share,
+        state = _Rounds(image, lab, labels, graph, base, weights, hard_bg, hard_fg, allowed_share,
                         selfie_term, allowed, index, enclosed, enc_w,
                         bool(pockets["mute_selfie"]))  # fmt: skip
         fg = self._colour_rounds(state, float(self.colour["sigma"]), fg_w, bg_w)
@@ -626,15 +630,11 @@ class AnimeRegionCut:
             # both cuts keep it (a region that one density estimate lets the first samples
             # pull in - dark floor between dark trouser legs - the other often does not)
             first = fg_w
-            if self.colour.get("consensus_layout"):
+            if self.colour.get("consensus_layout") and layout.any():
                 # ... and its first figure colours come from the layout alone (sure seeds, the
                 # body prior), not from the person prior: a poster or a wall strip that the
                 # blurry priors take in teaches it no figure colour
-                layout = sure.astype(np.float64)
-                if body is not None and self.colour["init_body"]:
-                    layout = np.maximum(layout, body * allowed)
-                if layout.any():
-                    first = layout
+                first = layout
             fg &= self._colour_rounds(state, float(consensus), first, bg_w)
         return fg
 
@@ -677,7 +677,7 @@ class AnimeRegionCut:
         if self.band["enabled"]:
             model = ColourModel(int(self.colour["bins"]), sigma)
             fg = refine_band(r.image, fg, r.allowed, int(self.band["px"]), float(self.band["weight"]),
-                             model, float(self.colour["clip"]))  # fmt: skip
+                             model, float(self.colour["clip"]), bins=r.index, lab=r.lab)  # fmt: skip
         return fg
 
     def union_soft(self, image: np.ndarray, characters: list[Character]) -> np.ndarray:

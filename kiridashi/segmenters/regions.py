@@ -181,6 +181,8 @@ def refine_band(
     clip: float,
     extra: np.ndarray | None = None,
     band_samples: float = 1.0,
+    bins: np.ndarray | None = None,
+    lab: np.ndarray | None = None,
 ) -> np.ndarray:
     """Pixel-level graph cut in a ``band_px`` band around the boundary of ``fg`` (HxW bool).
 
@@ -191,7 +193,8 @@ def refine_band(
     band's own pixels among the colour samples (the sure parts outside the band weigh 1): below 1
     an outline the coarse cut left outside teaches the background model less of its colour, and
     above 0 a part thinner than the band (a fringe of hair, a small figure's leg) still gives
-    the foreground model its colour. Returns HxW bool.
+    the foreground model its colour. ``bins`` (``colour.index(image)``) and ``lab`` (``image``
+    in float32 Lab), when the caller has them already. Returns HxW bool.
     """
     k = np.ones((3, 3), np.uint8)
     fg8 = fg.astype(np.uint8)
@@ -203,7 +206,8 @@ def refine_band(
         return fg
     wide = (cv2.dilate(band.astype(np.uint8), k, iterations=band_px) > 0).astype(np.float64)
     wide[band] = float(band_samples)
-    bins = colour.index(image)
+    if bins is None:
+        bins = colour.index(image)
     colour.fit(image, fg * wide, ~fg * wide, bins)
     nodes = cv2.dilate(band.astype(np.uint8), k) > 0  # band plus a fixed ring
     index = np.full(fg.shape, -1, np.int64)
@@ -212,7 +216,8 @@ def refine_band(
     if extra is not None:
         ratio = ratio + extra[nodes]
     unary = np.where(band[nodes], ratio, np.where(fg[nodes], HARD, -HARD))
-    lab = cv2.cvtColor(image, cv2.COLOR_RGB2Lab).astype(np.float32)
+    if lab is None:
+        lab = cv2.cvtColor(image, cv2.COLOR_RGB2Lab).astype(np.float32)
     pairs, d2s = [], []
     for sl_a, sl_b in (
         ((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
