@@ -253,9 +253,9 @@ def test_enclosure_is_traced_above_the_work_size(segment_cfg, monkeypatch, scale
     seen = []
     cut = AnimeRegionCut._cut
 
-    def spy(self, crop, allowed, sure, prob, body, edge=None, fine=None, veto=None):
+    def spy(self, crop, allowed, sure, prob, body, edge=None, fine=None, veto=None, vote=None):
         seen.append((crop.shape[:2], None if fine is None else fine.shape[:2]))
-        return cut(self, crop, allowed, sure, prob, body, edge, fine, veto)
+        return cut(self, crop, allowed, sure, prob, body, edge, fine, veto, vote)
 
     monkeypatch.setattr(AnimeRegionCut, "_cut", spy)
     params = dict(

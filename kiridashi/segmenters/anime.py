@@ -22,7 +22,9 @@ Per image (all characters together, at a work copy whose long side is ``work_sid
    re-learned colours. With ``colour.consensus_sigma`` the rounds run twice, the histograms
    smoothed by ``colour.sigma`` and by that, and a pixel stays foreground only where both
    cuts keep it; with ``colour.consensus_layout`` the second learns its first figure colours
-   from the layout alone (sure seeds, the body prior), not from the person prior.
+   from the layout alone (sure seeds, the body prior), not from the person prior. With
+   ``colour.blind_vote``, in the box of a character the selfie model is blind to, a third
+   reading seeded by the net's figure alone votes and two of the three keep a pixel.
 5. refinement at the image's own resolution: a pixel-level graph cut in a narrow band around the
    upscaled cut (``fullres``: local colour models, contrast-sensitive pairwise, and a bonus for
    dark line art so the boundary sits on the outer side of the outline; recovers detail lost at
@@ -96,7 +98,7 @@ class _Rounds:
 SELFIE = {"enabled": True, "weight": 1.0, "models": [0, 1], "combine": "max", "work_side": 512,
           "clip": 3.0, "mute_below": 0.0}  # fmt: skip
 COLOUR = {"enabled": True, "weight": 1.0, "bins": 32, "sigma": 1.0, "consensus_sigma": None,
-          "consensus_layout": False, "clip": 4.0, "init_body": True,
+          "consensus_layout": False, "blind_vote": False, "clip": 4.0, "init_body": True,
           "init_inside_bg": False}  # fmt: skip
 SEEDS = {"enabled": True, "face_core": 0.6, "keypoint_radius_faces": 0.06,
          "min_keypoint_confidence": 0.6, "leg_core": 0.0, "min_leg_confidence": 0.8,
@@ -276,14 +278,14 @@ class AnimeRegionCut:
         if selfie is None or (blind is None and over is None):
             return b
         out = np.full(fig.shape, b, np.float32)
+        if blind is not None:
+            area = self._blind_area(selfie, fig, characters, s)
+            out[area] = np.maximum(out[area], float(blind))
+        if over is None:
+            return out
         h, w = fig.shape
         for ch in characters:
-            box = self._work_box((h, w), ch.box, s)
-            if (fig[box] >= 0.5).sum() < 16:
-                continue
-            if blind is not None and self._selfie_blind(selfie, fig, ch, s):
-                out[box] = np.maximum(out[box], float(blind))
-            if over is None:
+            if (fig[self._work_box((h, w), ch.box, s)] >= 0.5).sum() < 16:
                 continue
             area = self._grown_box((h, w), ch.box, s, self.box_margin)  # the cut's area
             figure = fig[area] >= 0.5
@@ -299,6 +301,17 @@ class AnimeRegionCut:
         x0, y0, x1, y1 = (v * s for v in box)
         return (slice(max(0, round(y0)), min(h, round(y1))),
                 slice(max(0, round(x0)), min(w, round(x1))))  # fmt: skip
+
+    def _blind_area(
+        self, selfie: np.ndarray, fig: np.ndarray, characters: list[Character], s: float
+    ) -> np.ndarray:
+        """HxW bool (work size): the boxes of the characters the selfie model is blind to
+        (:meth:`_selfie_blind`)."""
+        out = np.zeros(fig.shape, bool)
+        for ch in characters:
+            if self._selfie_blind(selfie, fig, ch, s):
+                out[self._work_box(fig.shape, ch.box, s)] = True
+        return out
 
     def _selfie_blind(self, selfie: np.ndarray, fig: np.ndarray, ch: Character, s: float) -> bool:
         """Whether the selfie model is blind to the figure the net sees in ``ch``'s box: its
@@ -507,6 +520,9 @@ class AnimeRegionCut:
         fig = self.figure_probability(image if image is not None else small, characters,
                                       s if image is not None else 1.0, (h, w))  # fmt: skip
         veto = self._veto(prob, fig, characters, s)
+        net, blind = fig, None  # the net's own figure, and where the selfie model is blind
+        if fig is not None and prob is not None and self.colour.get("blind_vote"):
+            blind = self._blind_area(prob, fig, characters, s)
         if fig is not None:  # the person prior: selfie (or, without it, 0.5) and figure blended
             b = self._blend_map(prob, fig, characters, s)
             fig = self._fill_blind_holes(prob, fig, characters, s)
@@ -538,7 +554,10 @@ class AnimeRegionCut:
                 size = (round((x1 - x0) * f), round((y1 - y0) * f))
                 fine = cv2.resize(image[fy0:fy1, fx0:fx1], size, interpolation=cv2.INTER_AREA)
         veto_c = veto[y0:y1, x0:x1] if veto is not None else None
-        fg = self._cut(crop, allowed_c, sure_c, prob_c, body_c, edge, fine, veto_c)
+        vote = None
+        if blind is not None and blind[y0:y1, x0:x1].any():
+            vote = (net[y0:y1, x0:x1], blind[y0:y1, x0:x1])
+        fg = self._cut(crop, allowed_c, sure_c, prob_c, body_c, edge, fine, veto_c, vote)
         out = np.zeros((h, w), bool)
         out[y0:y1, x0:x1] = fg
         return out, allowed
@@ -553,13 +572,17 @@ class AnimeRegionCut:
         edge: np.ndarray | None = None,
         fine: np.ndarray | None = None,
         veto: np.ndarray | None = None,
+        vote: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
         """Graph cut of one crop (HxWx3 RGB, HxW bool masks, HxW prob or None) -> HxW bool.
 
         ``edge`` (HxW bool): crop pixels on the image's own border. ``fine``: the crop at a
         higher resolution (h'xw'x3 RGB) where the line-art enclosure is traced (thin outlines
         that blur open at the work size stay closed). ``veto`` (HxW float, <= 0): the learned
-        prior's background log-odds, added to every round (:mod:`kiridashi.segmenters.veto`)."""
+        prior's background log-odds, added to every round (:mod:`kiridashi.segmenters.veto`).
+        ``vote`` (HxW float net figure probability, HxW bool area): with the consensus, in the
+        area (the boxes of characters the selfie model is blind to) a third reading seeded by
+        the net alone votes, and two of the three readings keep a pixel (``colour.blind_vote``)."""
         labels = superpixels(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), self.superpixel_px)
         lab = cv2.cvtColor(image, cv2.COLOR_RGB2Lab).astype(np.float32)
         graph = region_graph(labels, lab)
@@ -635,7 +658,18 @@ class AnimeRegionCut:
                 # body prior), not from the person prior: a poster or a wall strip that the
                 # blurry priors take in teaches it no figure colour
                 first = layout
-            fg &= self._colour_rounds(state, float(consensus), first, bg_w)
+            second = self._colour_rounds(state, float(consensus), first, bg_w)
+            if vote is None:
+                return fg & second
+            # where the selfie model is blind to a character, the blended prior is mostly the
+            # net's, weakened: the readings err by leaving parts out (a held white sign), so a
+            # third reading seeded by the net alone votes and two of the three keep a pixel
+            net, area = vote
+            third = self._colour_rounds(
+                state, float(consensus), np.maximum(net * allowed, sure), bg_w
+            )
+            two = (fg & second) | (fg & third) | (second & third)
+            fg = np.where(area, two, fg & second)
         return fg
 
     def _colour_rounds(
