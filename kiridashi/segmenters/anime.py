@@ -260,7 +260,12 @@ class AnimeRegionCut:
         return not set(ch.detectors) <= set(self.figure["not_only"])
 
     def _blend_map(
-        self, selfie: np.ndarray | None, fig: np.ndarray, characters: list[Character], s: float
+        self,
+        selfie: np.ndarray | None,
+        fig: np.ndarray,
+        characters: list[Character],
+        s: float,
+        blind_area: np.ndarray | None = None,
     ) -> np.ndarray | float:
         """The figure net's share of the person prior (HxW, work size, or one number):
         ``figure.blend``, raised to
@@ -272,15 +277,18 @@ class AnimeRegionCut:
           character where the selfie model overreaches: its foreground (>= 0.5) where the net
           sees no figure (< 0.2) covers more than ``figure.over_ratio`` x the net's figure
           (>= 0.5) there. The photo-trained selfie model takes tree trunks, dark doorways and
-          furniture beside a drawn figure for a person; the anime-trained net does not."""
+          furniture beside a drawn figure for a person; the anime-trained net does not.
+
+        ``blind_area``: :meth:`_blind_area` of these maps, when already computed."""
         b = float(self.figure["blend"])
         blind, over = self.figure.get("blend_blind"), self.figure.get("blend_over")
         if selfie is None or (blind is None and over is None):
             return b
         out = np.full(fig.shape, b, np.float32)
         if blind is not None:
-            area = self._blind_area(selfie, fig, characters, s)
-            out[area] = np.maximum(out[area], float(blind))
+            if blind_area is None:
+                blind_area = self._blind_area(selfie, fig, characters, s)
+            out[blind_area] = np.maximum(out[blind_area], float(blind))
         if over is None:
             return out
         h, w = fig.shape
@@ -521,10 +529,10 @@ class AnimeRegionCut:
                                       s if image is not None else 1.0, (h, w))  # fmt: skip
         veto = self._veto(prob, fig, characters, s)
         net, blind = fig, None  # the net's own figure, and where the selfie model is blind
-        if fig is not None and prob is not None and self.colour.get("blind_vote"):
+        if fig is not None and prob is not None:
             blind = self._blind_area(prob, fig, characters, s)
         if fig is not None:  # the person prior: selfie (or, without it, 0.5) and figure blended
-            b = self._blend_map(prob, fig, characters, s)
+            b = self._blend_map(prob, fig, characters, s, blind)
             fig = self._fill_blind_holes(prob, fig, characters, s)
             prob = (1.0 - b) * (0.5 if prob is None else prob) + b * fig
         allowed = self.allowed_area((h, w), characters, s, prob)
@@ -554,8 +562,8 @@ class AnimeRegionCut:
                 size = (round((x1 - x0) * f), round((y1 - y0) * f))
                 fine = cv2.resize(image[fy0:fy1, fx0:fx1], size, interpolation=cv2.INTER_AREA)
         veto_c = veto[y0:y1, x0:x1] if veto is not None else None
-        vote = None
-        if blind is not None and blind[y0:y1, x0:x1].any():
+        vote = None  # where the selfie model is blind, a third colour reading votes
+        if self.colour.get("blind_vote") and blind is not None and blind[y0:y1, x0:x1].any():
             vote = (net[y0:y1, x0:x1], blind[y0:y1, x0:x1])
         fg = self._cut(crop, allowed_c, sure_c, prob_c, body_c, edge, fine, veto_c, vote)
         out = np.zeros((h, w), bool)
@@ -581,8 +589,9 @@ class AnimeRegionCut:
         that blur open at the work size stay closed). ``veto`` (HxW float, <= 0): the learned
         prior's background log-odds, added to every round (:mod:`kiridashi.segmenters.veto`).
         ``vote`` (HxW float net figure probability, HxW bool area): with the consensus, in the
-        area (the boxes of characters the selfie model is blind to) a third reading seeded by
-        the net alone votes, and two of the three readings keep a pixel (``colour.blind_vote``)."""
+        area (the boxes of characters the selfie model is blind to) a third reading, its first
+        figure colours from the net's figure and the sure seeds, votes, and two of the three
+        readings keep a pixel (``colour.blind_vote``)."""
         labels = superpixels(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), self.superpixel_px)
         lab = cv2.cvtColor(image, cv2.COLOR_RGB2Lab).astype(np.float32)
         graph = region_graph(labels, lab)
