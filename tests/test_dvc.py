@@ -97,6 +97,15 @@ def _counts(log: str, step: str) -> tuple[int, int]:
     return computed, reused
 
 
+def _ran(log: str, step: str) -> bool:
+    """Whether an experiment's log shows ``step`` run (False: DVC restored it from its run
+    cache because the other experiment had already run it with the same deps and params)."""
+    if any(x.startswith(f"{step}: computed") for x in log.splitlines()):
+        return True
+    assert f"Stage '{step}' is cached - skipping run" in log, (step, log[-3000:])
+    return False
+
+
 def _exp_metrics(shown: list) -> dict[str, dict]:
     """experiment name -> metrics dict, from `dvc exp show --json`."""
     out = {}
@@ -132,9 +141,11 @@ def test_two_queued_experiments_share_the_cache(project):
     logs = {name: dvc(repo, env, "queue", "logs", name) for name in ("pad-a", "pad-b")}
     assert "Failed" not in status, status + "\n".join(v[-3000:] for v in logs.values())
     for step in ("preprocess", "detect", "segment"):
-        counts = [_counts(log, step) for log in logs.values()]
+        # the two usually run a stage at the same time; when one finishes a stage before the
+        # other starts it, DVC restores it in the second from its run cache instead of running it
+        counts = [_counts(log, step) for log in logs.values() if _ran(log, step)]
         assert sum(c for c, _ in counts) == n_images, (step, counts)  # each key computed once
-        assert sum(r for _, r in counts) == n_images, (step, counts)
+        assert all(c + r == n_images for c, r in counts), (step, counts)  # ... the rest reused
     assert (repo / "cache").is_dir() and not (repo / ".dvc" / "tmp" / "exps" / "cache").exists()
 
     shown = _exp_metrics(json.loads(dvc(repo, env, "exp", "show", "--json")))
