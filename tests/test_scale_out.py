@@ -72,7 +72,7 @@ def test_the_ray_option_composes_and_is_checked(cfg):
     assert ray_cfg["executor"] == {
         "name": "ray", "address": "auto", "actors": None, "in_flight": 2, "retries": 2
     }  # fmt: skip
-    assert cfg["executor"] == {"name": "local"} and cfg["cache"]["remote"] is None
+    assert cfg["executor"] == {"name": "local", "in_flight": 2} and cfg["cache"]["remote"] is None
 
 
 # -- the remote tier on a shared file system -----------------------------------------------------

@@ -32,7 +32,7 @@ def make_executor(executor_cfg: dict | None, jobs: int) -> Executor:
     if name == "local":
         from kiridashi.executors.local import LocalExecutor
 
-        return LocalExecutor(jobs)
+        return LocalExecutor(jobs, cfg.get("in_flight", 2))
     if name == "ray":
         from kiridashi.executors.ray import RayExecutor
 
