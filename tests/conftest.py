@@ -19,6 +19,33 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+class DictMemo:
+    """A memo that computes every time (the detectors' and segmenters' ``memo`` argument)."""
+
+    def __call__(self, kind, params, compute):
+        return compute()
+
+
+def detected_set_image(dataset: str, name: str, cfg: dict, models_dir: Path):
+    """(HxWx3 uint8 RGB image, HxW bool GT, the default detector's characters) of image
+    ``name`` of ``../shared/datasets/<dataset>/images`` (skips without ../shared)."""
+    import copy
+
+    import cv2
+
+    from kiridashi.detectors import detect_image
+
+    path = shared_path("datasets", dataset, "images", f"{name}.jpg")
+    rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    gt = cv2.imread(str(path.with_name(f"{name}_gt.png")), cv2.IMREAD_GRAYSCALE) >= 128
+    memo, views = DictMemo(), {"original": rgb}
+    return (
+        rgb,
+        gt,
+        detect_image(rgb, copy.deepcopy(cfg["detect"]), models_dir, memo, views).characters,
+    )
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path_factory, monkeypatch):
     """Every test gets its own cache; models come from ../shared/models when it exists."""

@@ -10,15 +10,13 @@ import cv2
 import numpy as np
 import pytest
 
-from kiridashi.detectors import detect_image
 from kiridashi.metrics import iou
 from kiridashi.segmenters import segment_image
 from kiridashi.segmenters.anime import AnimeRegionCut
 from kiridashi.segmenters.pockets import Pockets, share_at
 from kiridashi.segmenters.regions import region_graph, superpixels
 from kiridashi.types import Character
-from tests.conftest import shared_path
-from tests.test_heads import DictMemo
+from tests.conftest import DictMemo, detected_set_image, shared_path
 from tests.test_segment import drawn_figure
 
 
@@ -151,16 +149,11 @@ def test_a_third_reading_votes_for_a_bag_the_consensus_lost_where_the_selfie_is_
     there is the net's, weakened, and the prior-seeded reading loses the black bag she carries
     over the dark cave floor (the layout-seeded one keeps it). With ``colour.blind_vote`` a
     third reading, seeded by the net's figure alone, votes in her box, and two of the three
-    readings keep the bag. The two other characters, whom the selfie model sees, keep the
-    consensus of two."""
-    root = shared_path("datasets", "dev")
+    readings keep the bag. Outside her box the consensus of two stays."""
     name = "multi03__godotvn_tachie_wonderful2-renpy_eileen_concerned-renpy_sylvie_blue_surprised__bg_cave"
-    rgb = cv2.cvtColor(cv2.imread(str(root / "images" / f"{name}.jpg")), cv2.COLOR_BGR2RGB)
-    gt = cv2.imread(str(root / "images" / f"{name}_gt.png"), cv2.IMREAD_GRAYSCALE) >= 128
-    chibi = cv2.imread(str(root / "alpha" / f"{name}_gt_0.png"), cv2.IMREAD_GRAYSCALE) >= 128
-    chars = detect_image(
-        rgb, copy.deepcopy(cfg["detect"]), models_dir, DictMemo(), {"original": rgb}
-    ).characters
+    rgb, gt, chars = detected_set_image("dev", name, cfg, models_dir)
+    chibi = shared_path("datasets", "dev", "alpha", f"{name}_gt_0.png")
+    chibi = cv2.imread(str(chibi), cv2.IMREAD_GRAYSCALE) >= 128
     scores = {}
     for vote in (False, True):
         seg = copy.deepcopy(cfg["segment"])

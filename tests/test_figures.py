@@ -23,6 +23,7 @@ from kiridashi.figures.train import targets
 from kiridashi.metrics import box_iou
 from kiridashi.models import BUNDLED_DIR, find_model_file
 from kiridashi.types import Detection
+from tests.conftest import DictMemo
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
@@ -30,11 +31,6 @@ HAS_TORCH = importlib.util.find_spec("torch") is not None
 @pytest.fixture
 def dcfg(cfg) -> dict:
     return copy.deepcopy(cfg["detect"])
-
-
-class DictMemo:
-    def __call__(self, kind, params, compute):
-        return compute()
 
 
 def logit(p: np.ndarray) -> np.ndarray:

@@ -15,14 +15,10 @@ from kiridashi.demo import composite, draw_character, premultiplied_layer, rando
 from kiridashi.detectors import detect_image
 from kiridashi.metrics import box_iou, mask_box
 from kiridashi.segmenters import segment_image
+from tests.conftest import DictMemo
 
 WOOD = np.array([128, 84, 50], float)  # RGB: a warm mid brown
 HAIR = (122, 80, 48)  # nearly the wood's own colour
-
-
-class DictMemo:
-    def __call__(self, kind, params, compute):
-        return compute()
 
 
 def wooden_room(rng: np.random.Generator, w: int = 1280, h: int = 720) -> np.ndarray:

@@ -354,18 +354,13 @@ def test_band_cut_that_loses_a_thin_figure_keeps_the_coarse_cut(segment_cfg):
 
 
 def test_a_small_dark_figure_on_dark_ground_keeps_its_body(cfg, models_dir):
-    from kiridashi.detectors import detect_image
     from kiridashi.segmenters import segment_image
-    from tests.conftest import shared_path
-    from tests.test_figures import DictMemo
+    from tests.conftest import DictMemo, detected_set_image
 
     name = "renjs_char4normalschool__renjs_bus_station"
-    path = shared_path("datasets", "dev2", "images", f"{name}.jpg")
-    rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-    gt = cv2.imread(str(path.with_name(f"{name}_gt.png")), cv2.IMREAD_GRAYSCALE) >= 128
-    result = detect_image(rgb, cfg["detect"], models_dir, DictMemo(), {"original": rgb})
-    assert len(result.characters) == 1  # found from its upscaled face (small_faces)
-    masks = segment_image(rgb, result.characters, cfg["segment"], models_dir, DictMemo())
+    rgb, gt, chars = detected_set_image("dev2", name, cfg, models_dir)
+    assert len(chars) == 1  # found from its upscaled face (small_faces)
+    masks = segment_image(rgb, chars, cfg["segment"], models_dir, DictMemo())
     assert iou(masks[0] >= 0.5, gt) > 0.3  # the band cut alone leaves only the face (IoU < 0.1)
 
 

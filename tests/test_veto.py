@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import copy
 
-import cv2
 import numpy as np
 import pytest
 
-from kiridashi.detectors import detect_image
 from kiridashi.metrics import iou
 from kiridashi.segmenters import segment_image
 from kiridashi.segmenters.anime import AnimeRegionCut
 from kiridashi.segmenters.base import META_KEYS
 from kiridashi.segmenters.veto import agreement, veto_map
 from kiridashi.types import Character
-from tests.conftest import shared_path
-from tests.test_heads import DictMemo
+from tests.conftest import DictMemo, detected_set_image
 
 
 def _box(y0: int, y1: int, x0: int, x1: int) -> tuple[slice, slice]:
@@ -77,13 +74,8 @@ def test_the_veto_leaves_furniture_beside_a_figure_out_of_its_cut(cfg, models_di
     blend of the net and the selfie model let them into the cut (IoU 0.85). With one colour
     reading the veto is what leaves them out; the layout-seeded second reading
     (``colour.consensus_layout``) leaves them out too, and the default has both."""
-    images = shared_path("datasets", "dev", "images")
     name = "godotvn_tachie_shame__bg_lecturehall"
-    rgb = cv2.cvtColor(cv2.imread(str(images / f"{name}.jpg")), cv2.COLOR_BGR2RGB)
-    gt = cv2.imread(str(images / f"{name}_gt.png"), cv2.IMREAD_GRAYSCALE) >= 128
-    chars = detect_image(
-        rgb, copy.deepcopy(cfg["detect"]), models_dir, DictMemo(), {"original": rgb}
-    ).characters
+    rgb, gt, chars = detected_set_image("dev", name, cfg, models_dir)
     veto = cfg["segment"]["figure"]["veto"]
     consensus = cfg["segment"]["colour"]["consensus_sigma"]
     scores = {}
