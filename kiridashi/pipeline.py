@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 RESULTS = "extraction_results.json"
-_RECORD_KEYS = ("source", "content_hash", "gt", "notes", "status", "reason")
+_RECORD_KEYS = ("source", "content_hash", "gt", "notes", "status", "reason", "plate_partners")
 
 
 def progress(iterable: Iterable | None, total: int, desc: str):
@@ -132,7 +132,40 @@ def sources_from_manifest(manifest: dict) -> tuple[list[Source], list[dict]]:
             )
         )
         records.append({k: item[k] for k in _RECORD_KEYS if k in item})
+    link_partners(sources, records)
     return sources, records
+
+
+def link_partners(sources: list[Source], records: list[dict]) -> None:
+    """Give each source the partners its record names (``plate_partners``: sources' rels)."""
+    by_rel = {s.rel: s for s in sources}
+    for src, record in zip(sources, records, strict=True):
+        rels = record.get("plate_partners") or []
+        src.partners = tuple(by_rel[r].light() for r in rels if r in by_rel)
+
+
+def assign_partners(runner: Runner, sources: list[Source], records: list[dict]) -> None:
+    """Background-plate partners (:mod:`kiridashi.segmenters.plates`) for every image not
+    skipped, from each one's cached detections: recorded in ``plate_partners`` and set on the
+    sources. Needs the detect step done; nothing when the segment config has no plates."""
+    if runner.plates is None:
+        return
+    from kiridashi.segmenters.plates import pick_partners
+
+    views = []
+    for src, record in zip(sources, records, strict=True):
+        view = None
+        if record.get("status") != "skipped":
+            try:
+                view = runner.plate_view(src)
+            except (Skipped, kio.BadInput) as exc:
+                log.info("no background plate for %s: %s", src.rel, exc)
+            finally:
+                src.release()
+        views.append(view)
+    for record, picked in zip(records, pick_partners(views, runner.plates), strict=True):
+        record["plate_partners"] = [sources[j].rel for j in picked]
+    link_partners(sources, records)
 
 
 # ------------------------------------------------------------------------------ stages
@@ -325,6 +358,8 @@ def run_manifest_stage(
     with exit_on_fatal():
         runner = make_runner(cfg)
         count_skipped(runner, step, len(report.get("skipped_files", [])))
+        if step == "segment":  # the detect stage has run: plates can be paired now
+            assign_partners(runner, sources, records)
         run_step(runner, step, sources, records, describe, jobs=int(cfg.get("jobs", 1)))
     manifest = {
         "schema_version": SCHEMA_VERSION,
@@ -447,16 +482,19 @@ def write_results(
     runner: Runner,
     checkpoint_every: int = 25,
     jobs: int = 1,
+    settled: tuple[str, ...] = (),
 ) -> dict:
     """Merge every image, write its outputs as it finishes, then ``extraction_results.json``.
 
     The results file is also rewritten every ``checkpoint_every`` images, so a killed run leaves
-    a valid (partial) one.
+    a valid (partial) one. ``settled``: steps an earlier pass of this run already counted (their
+    results are all reused here, which is not counted again).
     """
     out_dir = location(out_dir)
     if isinstance(out_dir, Path):
         remove_stale_temp_files(out_dir)
     count_skipped(runner, "merge", len(report.get("skipped_files", [])))
+    earlier = {s: Counter(runner.counts[s]) for s in settled}
     t0 = time.perf_counter()
     done = 0
 
@@ -470,6 +508,7 @@ def write_results(
 
     writer = functools.partial(write_image_outputs, out_dir)
     run_step(runner, "merge", sources, records, writer, jobs=jobs, on_done=on_done)
+    runner.counts.update(earlier)
     doc = results_document(records, report, runner.cfg, runner, time.perf_counter() - t0)
     _write_output(out_dir, RESULTS, _json_bytes(doc))
     return doc
@@ -513,9 +552,16 @@ def extract(input_dir: Location, out_dir: Location, cfg: dict) -> dict:
     may be an fsspec URL, :mod:`kiridashi.locations`)."""
     sources, records, report = discover_sources(location(input_dir))
     runner = make_runner(cfg)
-    doc = write_results(
-        location(out_dir), sources, records, report, runner, jobs=int(cfg.get("jobs", 1))
-    )
+    jobs = int(cfg.get("jobs", 1))
+    if runner.plates is not None and len(sources) > 1:
+        # background plates pair images by their detections: detect every image first
+        # (cached), then cut each with its partners; the detect pass's counts are the run's
+        run_step(runner, "detect", sources, records, jobs=jobs)
+        assign_partners(runner, sources, records)
+        doc = write_results(location(out_dir), sources, records, report, runner, jobs=jobs,
+                            settled=("preprocess", "detect"))  # fmt: skip
+    else:
+        doc = write_results(location(out_dir), sources, records, report, runner, jobs=jobs)
     print(report_counts(runner))
     print("\n".join(summary_lines(doc, out_dir)))
     return doc

@@ -4,7 +4,8 @@ Keys form a chain, so a result can be looked up without loading anything upstrea
 
 - preprocess: image bytes hash + ``preprocess`` params
 - detect:     preprocess key + ``detect`` params (+ models dir contents that matter to detectors)
-- segment:    detect key + ``segment`` params
+- segment:    detect key (+ the detect keys of its background-plate partners) + ``segment``
+  params
 - merge:      segment key + ``merge`` params
 
 Each key also holds the code version of the step, so a code change recomputes only that step.
@@ -25,7 +26,14 @@ import cv2
 import numpy as np
 
 from kiridashi import io as kio
-from kiridashi.cache import ImageMemo, ResultCache, code_version, content_hash, make_key
+from kiridashi.cache import (
+    ImageMemo,
+    ResultCache,
+    code_version,
+    content_hash,
+    make_key,
+    params_digest,
+)
 from kiridashi.config import check_segment_input
 from kiridashi.locations import read_bytes
 from kiridashi.merge import build_merge_result
@@ -66,6 +74,8 @@ class Source:
     gt_path: Path | None = None
     notes: list[str] = field(default_factory=list)
     known_hash: str | None = None
+    # other images of the folder over the same background (:mod:`kiridashi.segmenters.plates`)
+    partners: tuple[Source, ...] = ()
 
     @cached_property
     def data(self) -> bytes:
@@ -83,6 +93,10 @@ class Source:
     @classmethod
     def from_item(cls, item: kio.ImageItem) -> Source:
         return cls(rel=item.rel, path=item.path, gt_path=item.gt_path, notes=list(item.notes))
+
+    def light(self) -> Source:
+        """A copy that names the image only (no bytes, no partners): how a partner travels."""
+        return Source(rel=self.rel, path=self.path, known_hash=self.known_hash or self.hash)
 
 
 def reset_rng(seed: int = 0) -> None:
@@ -190,10 +204,14 @@ class Runner:
             raise Skipped(str(exc)) from None
 
     def keys(self, src: Source, upto: str = "merge") -> dict[str, str]:
-        """The key chain of one source image, from preprocess up to step ``upto``."""
+        """The key chain of one source image, from preprocess up to step ``upto``; with plate
+        partners, their detect keys join the segment step's upstream."""
         chain: dict[str, str] = {}
         upstream = self.content(src)
         for step in STEPS[: STEPS.index(upto) + 1]:
+            if step == "segment" and src.partners and self.plates is not None:
+                others = [self.keys(p, "detect")["detect"] for p in src.partners]
+                upstream = f"{upstream}+{params_digest(others)}"
             upstream = chain[step] = self.key(step, upstream)
         return chain
 
@@ -259,9 +277,12 @@ class Runner:
             image = self.segment_input(src)
             det = self.detect(src)
             characters = [Character.from_dict(c) for c in det["characters"]]
+            plate = self.plate_evidence(src) if src.partners else None
             reset_rng()
             memo = ImageMemo(self.cache, "segment", self.memo_version, keys["preprocess"])
-            soft = segment_image(image, characters, self.cfg["segment"], self.models_dir, memo)
+            soft = segment_image(
+                image, characters, self.cfg["segment"], self.models_dir, memo, plate
+            )
             masks = [(np.clip(m, 0, 1) * 255).round().astype(np.uint8) for m in soft]
             return {
                 "masks": masks,
@@ -270,6 +291,56 @@ class Runner:
             }
 
         return self._cached("segment", keys["segment"], compute)
+
+    # -- background plates (kiridashi.segmenters.plates) -----------------------------------
+    @cached_property
+    def plates(self) -> dict | None:
+        """The segment config's ``plates`` section with defaults, or None when it is off."""
+        from kiridashi.segmenters.plates import settings
+
+        section = (self.cfg.get("segment") or {}).get("plates")
+        return settings(section) if section and section.get("enabled") else None
+
+    def plate_view(self, src: Source) -> Any:
+        """The image's :class:`~kiridashi.segmenters.plates.View` (work size, thumbnail,
+        character boxes), cached by its detect key and the plates settings."""
+        from kiridashi.segmenters.plates import View, view
+
+        key = make_key("segment.view", self.versions["segment"], self.keys(src, "detect")["detect"],
+                       self.plates)  # fmt: skip
+
+        def compute() -> dict:
+            outcome = dict(self._outcome)  # a partner's steps are not the current image's
+            boxes = [c["box"] for c in self.detect(src)["characters"]]
+            out = view(self.work_original(src), boxes, self.plates).to_dict()
+            self._outcome = outcome
+            return out
+
+        value, _ = self.cache.get_or_compute(key, compute, kind="segment.view")
+        return View.from_dict(value)
+
+    def plate_evidence(self, src: Source) -> np.ndarray | None:
+        """HxW float32 evidence in [-1, 1] (work size) that each pixel of the source is the
+        background its partners show (None: none usable). Both sides are compared as decoded,
+        at work size, without denoise and CLAHE."""
+        from kiridashi.segmenters.plates import evidence
+
+        if self.plates is None:
+            return None
+        max_side = int(self.cfg["preprocess"].get("max_side", 0))
+        max_pixels = int(self.cfg["preprocess"].get("max_pixels", 64_000_000))
+        partners = []
+        for p in src.partners:
+            try:
+                boxes = self.plate_view(p).boxes
+                rgb = kio.decode_image(p.data, max_pixels).rgb
+            except (kio.BadInput, OSError, Skipped) as exc:
+                log.info("plate partner %s of %s left out: %s", p.rel, src.rel, exc)
+                continue
+            finally:
+                p.release()
+            partners.append((np.ascontiguousarray(resize_to_work(rgb, max_side)), boxes))
+        return evidence(self.work_original(src), partners, self.plates)
 
     def decoded(self, src: Source) -> kio.DecodedImage:
         """The source decoded (``.rgb`` HxWx3 uint8, oriented, full size; raises BadInput); the

@@ -15,9 +15,21 @@ from kiridashi.types import Character
 
 
 def segment_image(
-    image: np.ndarray, characters: list[Character], cfg: dict, models_dir: Path, memo: Any
+    image: np.ndarray,
+    characters: list[Character],
+    cfg: dict,
+    models_dir: Path,
+    memo: Any,
+    plate: np.ndarray | None = None,
 ) -> list[np.ndarray]:
-    """Soft masks for ``characters`` (boxes XYXY in ``image`` pixels) of an HxWx3 RGB image."""
+    """Soft masks for ``characters`` (boxes XYXY in ``image`` pixels) of an HxWx3 RGB image.
+
+    ``plate``: HxW float32 background-plate evidence in [-1, 1]
+    (:mod:`kiridashi.segmenters.plates`), given only to a backend whose config has ``plates``.
+    """
     if not characters:
         return []
-    return build(cfg, models_dir).segment(image, characters, memo)
+    segmenter = build(cfg, models_dir)
+    if plate is not None:
+        return segmenter.segment(image, characters, memo, plate=plate)
+    return segmenter.segment(image, characters, memo)

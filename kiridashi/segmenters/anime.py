@@ -48,6 +48,7 @@ from scipy import ndimage
 
 from kiridashi.metrics import mask_window
 from kiridashi.segmenters import heads
+from kiridashi.segmenters import plates as plates_mod
 from kiridashi.segmenters.pockets import Pockets, share_at
 from kiridashi.segmenters.regions import (
     HARD,
@@ -168,6 +169,7 @@ class AnimeRegionCut:
         fullres: dict | None = None,
         figure: dict | None = None,
         head: dict | None = None,
+        plates: dict | None = None,
         models_dir: str | None = None,
     ):
         self.work_side = int(work_side)
@@ -189,6 +191,7 @@ class AnimeRegionCut:
         self.fullres["line"] = _section(self.fullres.get("line"), FULLRES["line"])
         self.figure = _section(figure, FIGURE)
         self.head = _section(head, heads.DEFAULTS)
+        self.plates = plates_mod.settings(plates)
         self.models_dir = models_dir
         self._selfie_model = None
         self._figure_net = None
@@ -519,15 +522,24 @@ class AnimeRegionCut:
         characters: list[Character],
         s: float,
         image: np.ndarray | None = None,
+        plate: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(HxW bool foreground, HxW bool allowed area) at the work size of ``small``;
         ``image``: the full-size image ``small`` was made from (the line-art enclosure runs at
-        ``enclosure.scale`` x the work size, at most at its size)."""
+        ``enclosure.scale`` x the work size, at most at its size); ``plate``: the background
+        plate's evidence at ``image``'s size (:func:`kiridashi.segmenters.plates.evidence`)."""
         h, w = small.shape[:2]
         prob = self.person_probability(small)
         fig = self.figure_probability(image if image is not None else small, characters,
                                       s if image is not None else 1.0, (h, w))  # fmt: skip
         veto = self._veto(prob, fig, characters, s)
+        if plate is not None and self.plates["enabled"]:
+            # the plate's say, in log-odds, joins the learned prior's veto: where the image is
+            # the background another image shows, no figure colour is learned either
+            seen = float(self.plates["weight"]) * cv2.resize(
+                plate, (w, h), interpolation=cv2.INTER_AREA
+            )
+            veto = seen if veto is None else veto + seen
         net, blind = fig, None  # the net's own figure, and where the selfie model is blind
         if fig is not None and prob is not None:
             blind = self._blind_area(prob, fig, characters, s)
@@ -723,12 +735,15 @@ class AnimeRegionCut:
                              model, float(self.colour["clip"]), bins=r.index, lab=r.lab)  # fmt: skip
         return fg
 
-    def union_soft(self, image: np.ndarray, characters: list[Character]) -> np.ndarray:
-        """Soft foreground of all characters together (HxW float32, ``image`` size)."""
+    def union_soft(
+        self, image: np.ndarray, characters: list[Character], plate: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Soft foreground of all characters together (HxW float32, ``image`` size); ``plate``:
+        HxW float32 background-plate evidence in [-1, 1] or None."""
         h, w = image.shape[:2]
         s = min(1.0, self.work_side / max(h, w))
         small = cv2.resize(image, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-        fg, allowed = self._union(small, characters, s, image)
+        fg, allowed = self._union(small, characters, s, image, plate)
         soft = cv2.resize(fg.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
         if self.fullres["enabled"] and s < float(self.fullres["max_scale"]):
             allowed = cv2.resize(allowed.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
@@ -825,7 +840,11 @@ class AnimeRegionCut:
         return [soft * (owner == k) for k in range(len(characters))]
 
     def segment(
-        self, image: np.ndarray, characters: list[Character], memo: Any
+        self,
+        image: np.ndarray,
+        characters: list[Character],
+        memo: Any,
+        plate: np.ndarray | None = None,
     ) -> list[np.ndarray]:
-        soft = self.union_soft(image, characters)
+        soft = self.union_soft(image, characters, plate)
         return [m.astype(np.float32) for m in self.split(soft, characters)]

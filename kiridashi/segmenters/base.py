@@ -23,7 +23,10 @@ class Segmenter(Protocol):
     def segment(
         self, image: np.ndarray, characters: list[Character], memo: Any
     ) -> list[np.ndarray]:
-        """Soft masks (HxW float32 in [0, 1]) for ``characters`` in ``image`` (HxWx3 RGB)."""
+        """Soft masks (HxW float32 in [0, 1]) for ``characters`` in ``image`` (HxWx3 RGB).
+
+        A backend that reads background plates (a ``plates`` config section) also takes
+        ``plate=``: HxW float32 evidence in [-1, 1] (:mod:`kiridashi.segmenters.plates`)."""
         ...
 
 
