@@ -114,6 +114,7 @@ class Extractor:
         out_dir: Path | str | None = None,
         quality: bool = True,
         record: dict[str, Any] | None = None,
+        partners: list[Path | str] | None = None,
     ) -> Result:
         """Cut out every character of one image (its encoded bytes: PNG, JPEG, WebP, ...).
 
@@ -121,9 +122,13 @@ class Extractor:
         ``crops/STEM_c{k}.png``). out_dir: also write the mask and crops there (atomically), as
         ``kiridashi extract`` does. quality: add the no-reference quality flags (cached too).
         record: the record to fill (e.g. with ``gt`` and ``notes`` of a folder's image).
+        partners: files of other images over the same background
+        (:mod:`kiridashi.segmenters.plates`; a folder's ``plate_partners``), whose detections
+        :meth:`detect` has cached.
         """
         runner = self.runner
         src = source_from_bytes(image, name)
+        src.partners = tuple(Source(rel=str(p), path=Path(p)) for p in partners or ())
         record = {"source": name, "gt": None, "notes": [], **(record or {})}
         before = runner.tally()
         runner.begin_image()
@@ -153,6 +158,22 @@ class Extractor:
             crops=[ch["crop_png"] for ch in merged["characters"]],
             key=key,
         )
+
+    def detect(self, image: bytes, name: str = "image") -> bool:
+        """Run (or find cached) the detect step of one image: what pairing images by their
+        background needs before any of them is cut. False for a bad input."""
+        runner = self.runner
+        src = source_from_bytes(image, name)
+        runner.begin_image()
+        ok = False
+        try:
+            runner.detect(src)
+            ok = True
+        except (Skipped, kio.BadInput):
+            pass
+        finally:
+            runner.end_image("detect", ok)
+        return ok
 
     def _flags(
         self, src: Source, merged: dict, record: dict, key: str, out_dir: Path | str | None

@@ -314,3 +314,34 @@ def test_an_unfinished_job_resumes_after_a_restart_reusing_the_cache(tmp_path):
         assert results["summary"]["reused"] >= 1
     finally:
         srv.stop()
+
+
+def test_a_folder_job_pairs_images_by_background_as_extract_does(server, work, tmp_path, cfg):
+    """Background plates in a job: every image's detect step first, then each image is cut with
+    its partners - the same partners and masks as `kiridashi extract`, detect counted once."""
+    from kiridashi.pipeline import extract
+    from tests.conftest import shared_path
+    from tests.test_plates import ROOM
+
+    src = shared_path("datasets", "dev2", "images")
+    room = work / "roots" / "room"
+    room.mkdir()
+    for name in ROOM:
+        for f in src.glob(f"{name}*.*"):
+            shutil.copy(f, room / f.name)
+    reply = server.post_json("/v1/jobs", {"input": "room"})
+    assert reply.status == 202, reply.body
+    job = server.wait_job(reply.json()["id"])
+    assert job["status"] == "done" and job["processed"] == len(ROOM), job
+    results = server.get(f"/v1/jobs/{job['id']}/results").json()["results"]
+    counts = results["summary"]["counts"]
+    assert sum(counts["detect"].values()) == len(ROOM), counts
+    doc = extract(room, tmp_path / "ex", cfg)
+    ours = {r["source"]: r for r in results["images"]}
+    for record in doc["images"]:
+        got = ours[record["source"]]
+        assert sorted(got["plate_partners"]) == sorted(record["plate_partners"]), record["source"]
+        (out,) = work.rglob(f"{job['id']}/output")
+        a = (out / got["mask"]).read_bytes()
+        assert a == (tmp_path / "ex" / record["mask"]).read_bytes(), record["source"]
+    assert len(ours[f"{ROOM[0]}.jpg"]["plate_partners"]) == 3

@@ -19,6 +19,7 @@ import shutil
 import threading
 import time
 import zipfile
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -31,6 +32,8 @@ from kiridashi.serve.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 JOB = "job.json"
+# a job's first pass (detect every image, for background plates) counts these steps
+PASS_ONE = {("step", "preprocess"), ("step", "detect"), ("kind", "preprocess"), ("kind", "detect")}
 UNFINISHED = ("queued", "running")
 
 
@@ -216,6 +219,7 @@ class Jobs:
         from kiridashi.evaluate import run_evaluation
         from kiridashi.pipeline import (
             RESULTS,
+            assign_partners,
             count_skipped,
             discover_sources,
             make_runner,
@@ -252,23 +256,45 @@ class Jobs:
         with self._lock:
             self._pending += len(todo)
 
+        def call(task: dict) -> tuple:
+            if job_id in self._cancelled:
+                return ("cancelled",)
+            try:
+                return self.pool.call(task, self.settings.request_timeout_s)
+            except (WorkerDied, WorkerStartError) as exc:
+                return ("error", "internal", f"worker failed: {exc}")
+
+        settled = False
+        if runner.plates is not None and len(todo) > 1:
+            # background plates pair images by their detections (as `kiridashi extract`):
+            # every image's detect step first, then each image is cut with its partners
+            base = {"overrides": job["overrides"], "step": "detect"}
+            with ThreadPoolExecutor(max_workers=self.pool.size) as ex:
+                tasks = [{**base, "path": str(s.path), "name": s.rel} for s, _ in todo]
+                replies = list(ex.map(call, tasks))
+            for reply in replies:
+                if reply[0] == "error" and reply[1] == "config":
+                    raise ConfigError(reply[2])
+                if reply[0] == "ok":
+                    runner.add_tally(reply[3])
+            ok = [(s, r) for (s, r), reply in zip(todo, replies, strict=True)
+                  if reply[0] == "ok" and reply[1]["status"] == "ok"]  # fmt: skip
+            if job_id not in self._cancelled:  # (cancelled: the second pass stops at once)
+                assign_partners(runner, [s for s, _ in ok], [r for _, r in ok])
+            settled = True
+
         def one(src, record) -> tuple:
             with self._lock:
                 self._pending -= 1
-            if job_id in self._cancelled:
-                return ("cancelled",)
-            task = {
+            return call({
                 "path": str(src.path),
                 "name": src.rel,
                 "overrides": job["overrides"],
                 "out_dir": str(out_dir),
                 "record": dict(record),
                 "quality": False,
-            }
-            try:
-                return self.pool.call(task, self.settings.request_timeout_s)
-            except (WorkerDied, WorkerStartError) as exc:
-                return ("error", "internal", f"worker failed: {exc}")
+                "partners": [str(p.path) for p in src.partners],
+            })  # fmt: skip
 
         with ThreadPoolExecutor(max_workers=self.pool.size) as ex:
             futures = {ex.submit(one, s, r): r for s, r in todo}
@@ -290,6 +316,9 @@ class Jobs:
                     result.pop("flags", None)
                     record.clear()
                     record.update(result)
+                    if settled:  # the first pass counted preprocess and detect
+                        delta = Counter({k: v for k, v in delta.items()
+                                         if k[:2] not in PASS_ONE})  # fmt: skip
                     runner.add_tally(delta)
                 job["done"] += 1
                 if record.get("status") == "ok":

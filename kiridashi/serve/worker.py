@@ -72,7 +72,8 @@ def worker_main(conn, base_overrides: list[str], jobs: int, results_dir: str, pa
 def handle(extractors: _Extractors, task: dict, results_dir: Path) -> tuple:
     """One task: ``data`` (bytes) or ``path`` (a file to read), ``name``, ``overrides``,
     ``out_dir`` (a job's output folder; else the cut-outs go to ``results_dir/<result id>``),
-    ``record`` (the record to fill), ``quality`` (add the flags)."""
+    ``record`` (the record to fill), ``quality`` (add the flags), ``partners`` (files of the
+    image's background-plate partners); with ``step: detect`` only the detect step runs."""
     from kiridashi.config import ConfigError
     from kiridashi.errors import OutputWriteError
     from kiridashi.models import ModelError
@@ -88,6 +89,9 @@ def handle(extractors: _Extractors, task: dict, results_dir: Path) -> tuple:
                 record = {**(task.get("record") or {}), "status": "skipped", "reason": str(exc)}
                 return ("ok", record, None, Counter({("step", s, "skipped"): 1 for s in STEPS}))
         before = ex.counts()
+        if task.get("step") == "detect":  # a job's first pass (background plates)
+            ok = ex.detect(data, name)
+            return ("ok", {"status": "ok" if ok else "skipped"}, None, ex.counts() - before)
         out_dir = task.get("out_dir")
         result = ex.extract(
             data,
@@ -95,6 +99,7 @@ def handle(extractors: _Extractors, task: dict, results_dir: Path) -> tuple:
             out_dir=out_dir,
             quality=task.get("quality", True),
             record=task.get("record"),
+            partners=task.get("partners"),
         )
         counts = ex.counts() - before
         rid = None
