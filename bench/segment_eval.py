@@ -219,47 +219,81 @@ def kind_of(name: str) -> str:
     )
 
 
+def load_inputs(path: Path, args, cfg: dict, models_dir: Path) -> dict:
+    """One image's inputs: ``rgb`` (what is scored against), ``gt`` / ``chars_gt`` (union and
+    per-character GT masks), ``image`` (what the segmenter sees) and ``characters``."""
+    from kiridashi.preprocess import preprocess_image
+
+    rgb = kio.load_image(path).rgb
+    gt, chars_gt = gt_masks(path)
+    if args.long_side:
+        s = args.long_side / max(rgb.shape[:2])
+        size = (round(rgb.shape[1] * s), round(rgb.shape[0] * s))
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        gt = cv2.resize(gt.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+        chars_gt = [
+            cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+            for m in chars_gt
+        ]
+    image = preprocess_image(rgb, cfg["preprocess"]) if args.preprocess else rgb
+    if image.shape[:2] != rgb.shape[:2]:
+        raise SystemExit("preprocess resized the image; use --long-side to stay below max_side")
+    det_image = image
+    if args.preprocess_only == "detect":
+        det_image, image = image, rgb
+    elif args.preprocess_only == "segment":
+        det_image = rgb
+    if args.chars == "detector":
+        characters = detector_characters(path, det_image, cfg, models_dir, args, rgb)
+    else:
+        characters = gt_characters(path, rgb, chars_gt)
+    return {"rgb": rgb, "gt": gt, "chars_gt": chars_gt, "image": image, "characters": characters}
+
+
+def plate_evidence(inputs: list[dict], seg_cfg: dict) -> list[tuple[int, np.ndarray | None]]:
+    """Each image's (number of background-plate partners, plate evidence or None) among
+    ``inputs``, as ``kiridashi extract`` pairs a folder's images
+    (:mod:`kiridashi.segmenters.plates`); none when the segment config has no plates (with
+    ``--only``, partners come from the images it keeps)."""
+    from kiridashi.segmenters import plates
+
+    section = seg_cfg.get("plates")
+    if not section or not section.get("enabled"):
+        return [(0, None)] * len(inputs)
+    cfg = plates.settings(section)
+    boxes = [[c.box for c in x["characters"]] for x in inputs]
+    views = [plates.view(x["image"], b, cfg) for x, b in zip(inputs, boxes, strict=True)]
+    out: list[tuple[int, np.ndarray | None]] = []
+    for i, picked in enumerate(plates.pick_partners(views, cfg)):
+        others = [(inputs[j]["image"], boxes[j]) for j in picked]
+        plate = plates.plate_evidence(inputs[i]["image"], boxes[i], others, cfg) if picked else None
+        out.append((len(picked), plate))
+    return out
+
+
 def evaluate(args) -> dict:
     cfg = compose(args.set)
     models_dir = resolve_models_dir(cfg["models_dir"])
     seg_cfg = cfg["segment"]
-    if args.preprocess or args.chars == "detector":
-        from kiridashi.preprocess import preprocess_image
     paths = sorted(p for p in args.images.glob("*.jpg") if args.only in p.name)
+    inputs = [load_inputs(path, args, cfg, models_dir) for path in paths]
+    t0 = time.perf_counter()
+    plated = plate_evidence(inputs, seg_cfg)  # views, pairing and evidence of the whole set
+    plate_seconds = (time.perf_counter() - t0) / max(1, len(inputs))
     rows = []
-    for path in paths:
-        rgb = kio.load_image(path).rgb
-        gt, chars_gt = gt_masks(path)
-        if args.long_side:
-            s = args.long_side / max(rgb.shape[:2])
-            size = (round(rgb.shape[1] * s), round(rgb.shape[0] * s))
-            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-            gt = cv2.resize(gt.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
-            chars_gt = [
-                cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
-                for m in chars_gt
-            ]
-        image = preprocess_image(rgb, cfg["preprocess"]) if args.preprocess else rgb
-        if image.shape[:2] != rgb.shape[:2]:
-            raise SystemExit("preprocess resized the image; use --long-side to stay below max_side")
-        det_image = image
-        if args.preprocess_only == "detect":
-            det_image, image = image, rgb
-        elif args.preprocess_only == "segment":
-            det_image = rgb
-        if args.chars == "detector":
-            characters = detector_characters(path, det_image, cfg, models_dir, args, rgb)
-        else:
-            characters = gt_characters(path, rgb, chars_gt)
+    for path, x, (partners, plate) in zip(paths, inputs, plated, strict=True):
+        rgb, gt, chars_gt, image, characters = (
+            x["rgb"], x["gt"], x["chars_gt"], x["image"], x["characters"]
+        )  # fmt: skip
         memo = DictMemo()
         t0 = time.perf_counter()
-        soft = segment_image(image, characters, seg_cfg, models_dir, memo)
-        dt = time.perf_counter() - t0
+        soft = segment_image(image, characters, seg_cfg, models_dir, memo, plate)
+        dt = time.perf_counter() - t0 + (plate_seconds if plate is not None else 0.0)
         preds = [m >= 0.5 for m in soft]
         union = np.logical_or.reduce(preds) if preds else np.zeros(gt.shape, bool)
         kind = kind_of(path.name)
         row = {"image": path.stem, "kind": kind, "n_gt": len(chars_gt), "n_chars": len(characters),
-               "faces": sum(c.face_box is not None for c in characters),
+               "faces": sum(c.face_box is not None for c in characters), "partners": partners,
                "seconds": round(dt, 3), "megapixels": round(gt.size / 1e6, 3)}  # fmt: skip
         if kind == "empty":
             row["fg_fraction"] = round(float(union.mean()), 4)

@@ -168,6 +168,8 @@ class Extractor:
         ok = False
         try:
             runner.detect(src)
+            if runner.plates is not None:  # what pairing reads next, while it is decoded
+                runner.plate_view(src)
             ok = True
         except (Skipped, kio.BadInput):
             pass

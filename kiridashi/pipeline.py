@@ -144,6 +144,24 @@ def link_partners(sources: list[Source], records: list[dict]) -> None:
         src.partners = tuple(by_rel[r].light() for r in rels if r in by_rel)
 
 
+class CacheView:
+    """``on_result`` of a detect pass: cache the image's plate view where its detect step ran
+    (in a worker, with the image still decoded), so pairing in this process decodes nothing."""
+
+    def __init__(self, runner: Runner | None = None):
+        self.local = runner
+
+    def __getstate__(self) -> dict:
+        return {}  # a worker uses its own runner
+
+    def __setstate__(self, state: dict) -> None:
+        self.local = None
+
+    def __call__(self, src: Source, value: Any, record: dict) -> None:
+        runner = self.local or _WORKER["runner"]
+        runner.plate_view(src)
+
+
 def assign_partners(runner: Runner, sources: list[Source], records: list[dict]) -> None:
     """Background-plate partners (:mod:`kiridashi.segmenters.plates`) for every image not
     skipped, from each one's cached detections: recorded in ``plate_partners`` and set on the
@@ -556,7 +574,7 @@ def extract(input_dir: Location, out_dir: Location, cfg: dict) -> dict:
     if runner.plates is not None and len(sources) > 1:
         # background plates pair images by their detections: detect every image first
         # (cached), then cut each with its partners; the detect pass's counts are the run's
-        run_step(runner, "detect", sources, records, jobs=jobs)
+        run_step(runner, "detect", sources, records, CacheView(runner), jobs=jobs)
         assign_partners(runner, sources, records)
         doc = write_results(location(out_dir), sources, records, report, runner, jobs=jobs,
                             settled=("preprocess", "detect"))  # fmt: skip

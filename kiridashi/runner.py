@@ -320,10 +320,11 @@ class Runner:
         return View.from_dict(value)
 
     def plate_evidence(self, src: Source) -> np.ndarray | None:
-        """HxW float32 evidence in [-1, 1] (work size) that each pixel of the source is the
-        background its partners show (None: none usable). Both sides are compared as decoded,
-        at work size, without denoise and CLAHE."""
-        from kiridashi.segmenters.plates import evidence
+        """h x w float32 evidence in [-1, 1] (long side at most ``plates.side``) that each
+        pixel of the source is the background its partners show (None: none usable). Both
+        sides are the decoded images at work size, without denoise and CLAHE; the partners'
+        boxes come from their cached views."""
+        from kiridashi.segmenters.plates import plate_evidence
 
         if self.plates is None:
             return None
@@ -334,13 +335,14 @@ class Runner:
             try:
                 boxes = self.plate_view(p).boxes
                 rgb = kio.decode_image(p.data, max_pixels).rgb
+                partners.append((resize_to_work(rgb, max_side), boxes))
             except (kio.BadInput, OSError, Skipped) as exc:
                 log.info("plate partner %s of %s left out: %s", p.rel, src.rel, exc)
-                continue
             finally:
                 p.release()
-            partners.append((np.ascontiguousarray(resize_to_work(rgb, max_side)), boxes))
-        return evidence(self.work_original(src), partners, self.plates)
+        own = self.work_original(src)
+        boxes = [c["box"] for c in self.detect(src)["characters"]]
+        return plate_evidence(own, boxes, partners, self.plates)
 
     def decoded(self, src: Source) -> kio.DecodedImage:
         """The source decoded (``.rgb`` HxWx3 uint8, oriented, full size; raises BadInput); the

@@ -21,7 +21,6 @@ Coordinates: boxes are XYXY in work-image pixels; images are HxWx3 uint8 RGB at 
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,7 +28,7 @@ import cv2
 import numpy as np
 
 PLATES = {"enabled": False, "weight": 4.0, "low": 4.0, "high": 20.0, "grow": 0.15,
-          "max_partners": 6, "thumb_side": 96, "tolerance": 16.0, "agree": 0.8,
+          "max_partners": 3, "side": 1280, "reach": 0.5, "thumb_side": 96, "tolerance": 16.0, "agree": 0.8,
           "min_shared": 0.05, "max_spread": 20.0, "blur": 1.0}  # fmt: skip
 
 
@@ -40,7 +39,7 @@ def settings(cfg: dict | None) -> dict:
 
 @dataclass(frozen=True)
 class View:
-    """What grouping needs of one image: work size (H, W), an h x w x 3 float32 thumbnail and
+    """What pairing needs of one image: work size (H, W), an h x w x 3 float32 thumbnail and
     the character boxes (XYXY, work pixels)."""
 
     hw: tuple[int, int]
@@ -70,13 +69,21 @@ def outside_boxes(
     return out
 
 
-def view(image: np.ndarray, boxes: Sequence[Sequence[float]], cfg: dict) -> View:
-    """The grouping summary of one work image (HxWx3 uint8 RGB) and its character boxes."""
+def _smaller(image: np.ndarray, side: float) -> tuple[np.ndarray, float]:
+    """(``image`` with its long side at most ``side``, the scale applied)."""
     h, w = image.shape[:2]
-    s = min(1.0, float(cfg["thumb_side"]) / max(h, w))
+    s = min(1.0, float(side) / max(h, w))
+    if s >= 1.0:
+        return image, 1.0
     size = (max(1, round(w * s)), max(1, round(h * s)))
-    thumb = cv2.resize(image, size, interpolation=cv2.INTER_AREA).astype(np.float32)
-    return View((h, w), thumb, tuple(tuple(float(v) for v in b) for b in boxes))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), size[0] / w
+
+
+def view(image: np.ndarray, boxes: Sequence[Sequence[float]], cfg: dict) -> View:
+    """The pairing summary of one work image (HxWx3 uint8 RGB) and its character boxes."""
+    thumb, _ = _smaller(image, cfg["thumb_side"])
+    return View(image.shape[:2], thumb.astype(np.float32),
+                tuple(tuple(float(v) for v in b) for b in boxes))  # fmt: skip
 
 
 def _shared_background(a: View, b: View, cfg: dict) -> tuple[bool, float]:
@@ -114,10 +121,53 @@ def pick_partners(views: Sequence[View | None], cfg: dict) -> list[list[int]]:
     return out
 
 
+def plate_evidence(
+    image: np.ndarray,
+    boxes: Sequence[Sequence[float]],
+    partners: Sequence[tuple[np.ndarray, Sequence[Sequence[float]]]],
+    cfg: dict,
+) -> np.ndarray | None:
+    """:func:`evidence` for a work image (HxWx3 uint8 RGB) with character ``boxes`` from its
+    partners' (work image, boxes), compared with long sides of at most ``side``: h' x w'
+    float32, or None. Only around the image's own characters - their boxes grown by ``reach``
+    x their size per side, which holds the cut's area and its colour ring - is anything
+    compared (0 elsewhere)."""
+    if not boxes:
+        return None
+    small, s = _smaller(image, cfg["side"])
+    h, w = small.shape[:2]
+    box = np.array(boxes, np.float64) * s
+    reach = float(cfg["reach"])
+    gw, gh = (box[:, 2] - box[:, 0]) * reach, (box[:, 3] - box[:, 1]) * reach
+    y0, y1 = int(max(0, (box[:, 1] - gh).min())), int(min(h, np.ceil((box[:, 3] + gh).max())))
+    x0, x1 = int(max(0, (box[:, 0] - gw).min())), int(min(w, np.ceil((box[:, 2] + gw).max())))
+    others = []
+    for p, b in partners:
+        if p.shape != image.shape:
+            continue
+        p_small, ps = _smaller(p, cfg["side"])
+        others.append((p_small, [tuple(v * ps for v in bb) for bb in b]))
+    return evidence(small, others, cfg, (slice(y0, y1), slice(x0, x1)))
+
+
+def _ascending(values: np.ndarray) -> np.ndarray:
+    """``values`` (N x ...) sorted along the first axis; N <= 3 by a sorting network (the
+    default: a few elementwise passes instead of a general sort)."""
+    if len(values) == 2:
+        return np.stack([np.minimum(values[0], values[1]), np.maximum(values[0], values[1])])
+    if len(values) == 3:
+        a, b, c = values
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        mid, top = np.minimum(hi, c), np.maximum(hi, c)
+        return np.stack([np.minimum(lo, mid), np.maximum(lo, mid), top])
+    return np.sort(values, axis=0)
+
+
 def evidence(
     image: np.ndarray,
     partners: Sequence[tuple[np.ndarray, Sequence[Sequence[float]]]],
     cfg: dict,
+    window: tuple[slice, slice] | None = None,
 ) -> np.ndarray | None:
     """HxW float32 in [-1, 1] (0: no plate there): is each pixel of ``image`` (HxWx3 uint8 RGB)
     the background that ``partners`` ((HxWx3 uint8 RGB, boxes XYXY) of the same size) show?
@@ -125,11 +175,16 @@ def evidence(
     A partner counts at a pixel outside its boxes grown by ``grow``. With one partner there its
     colour is the plate; with more, their median, if they agree within ``max_spread`` (else no
     plate there). Images are blurred by ``blur`` (Gaussian sigma, px) against JPEG noise. None
-    when no partner has the image's size."""
+    when no partner has the image's size. ``window`` (rows, columns): compare only there."""
     usable = [(p, b) for p, b in partners if p.shape == image.shape]
     if not usable:
         return None
+    full = np.zeros(image.shape[:2], np.float32)
+    win = window or (slice(0, image.shape[0]), slice(0, image.shape[1]))
+    image = image[win]
     h, w = image.shape[:2]
+    if h == 0 or w == 0:
+        return full
     sigma = float(cfg["blur"])
 
     def soft(a: np.ndarray) -> np.ndarray:
@@ -137,20 +192,25 @@ def evidence(
         return cv2.GaussianBlur(a, (0, 0), sigma) if sigma > 0 else a
 
     grow = float(cfg["grow"])
-    stack = np.stack([soft(p) for p, _ in usable])  # N x H x W x 3
-    shown = np.stack([outside_boxes((h, w), b, grow) for _, b in usable])  # N x H x W
+    stack = np.stack([soft(p[win]) for p, _ in usable])  # N x h x w x 3
+    shown = np.stack([outside_boxes(full.shape, b, grow)[win] for _, b in usable])  # N x h x w
     n = shown.sum(0)
     if len(usable) == 1:
         plate, spread = stack[0], np.zeros((h, w), np.float32)
-    else:
-        values = np.where(shown[..., None], stack, np.nan)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: no plate
-            plate = np.nan_to_num(np.nanmedian(values, 0))
-            spread = np.nan_to_num((np.nanmax(values, 0) - np.nanmin(values, 0)).max(2))
+    else:  # the median of the partners that show the background, per pixel and channel
+        shown3 = shown[..., None]
+        ranked = _ascending(np.where(shown3, stack, np.inf))  # hidden ones last
+        n3 = n[..., None]
+        plate = np.zeros((h, w, 3), np.float32)
+        for k in range(1, len(usable) + 1):  # k partners show the background there
+            mid = (ranked[(k - 1) // 2] + ranked[k // 2]) / 2
+            plate = np.where(n3 == k, mid, plate)
+        top = np.where(shown3, stack, -np.inf).max(0)
+        spread = np.where(n >= 2, (top - ranked[0]).max(2), 0.0)
     ok = (n >= 1) & ~((n >= 2) & (spread > float(cfg["max_spread"])))
     dist = np.abs(soft(image) - plate).max(2)
     low, high = float(cfg["low"]), float(cfg["high"])
     out = np.clip((dist - (low + high) / 2) / max((high - low) / 2, 1e-6), -1.0, 1.0)
     out[~ok] = 0.0
-    return out.astype(np.float32)
+    full[win] = out
+    return full
