@@ -125,7 +125,7 @@ def _iou(out: Path, folder: Path, name: str) -> float:
 @pytest.mark.slow
 def test_extract_cuts_dark_hair_in_a_dark_room_with_the_rooms_other_images(room, tmp_path, cfg):
     """Long dark hair in a dark room: every prior and colour reading loses it (IoU 0.81 alone,
-    0.87 with plates); the room's other images show the background behind it. A real extract,
+    0.94 with plates); the room's other images show the background behind it. A real extract,
     with and without plates; partners are recorded, the detect pass is counted once, and a
     rerun recomputes nothing."""
     off = {**cfg, "segment": {**cfg["segment"], "plates": {**cfg["segment"]["plates"],
@@ -133,7 +133,7 @@ def test_extract_cuts_dark_hair_in_a_dark_room_with_the_rooms_other_images(room,
     alone = _iou(tmp_path / "off", room, ROOM[0]) if extract(room, tmp_path / "off", off) else 0
     doc = extract(room, tmp_path / "on", cfg)
     cut = _iou(tmp_path / "on", room, ROOM[0])
-    assert alone < 0.85 and cut > 0.86 and cut > alone + 0.04, (alone, cut)
+    assert alone < 0.85 and cut > 0.9 and cut > alone + 0.08, (alone, cut)
     records = {r["source"]: r for r in doc["images"]}
     # the empty room is a rescaled copy (750 x 563): not aligned, not a partner
     assert sorted(records[f"{ROOM[0]}.jpg"]["plate_partners"]) == sorted(

@@ -748,7 +748,12 @@ class AnimeRegionCut:
         if self.fullres["enabled"] and s < float(self.fullres["max_scale"]):
             allowed = cv2.resize(allowed.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
             coarse = soft >= 0.5
-            fine = self.refine_full(image, coarse, allowed > 0)
+            seen = None  # the plate's say at full resolution, in the band cut too
+            if plate is not None and self.plates["enabled"] and self.plates["band_weight"]:
+                seen = float(self.plates["band_weight"]) * cv2.resize(
+                    plate, (w, h), interpolation=cv2.INTER_LINEAR
+                )
+            fine = self.refine_full(image, coarse, allowed > 0, seen)
             soft = self.keep_coarse(coarse, fine, characters).astype(np.float32)
         if self.refine["enabled"] and int(self.refine["radius"]) > 0:
             r = max(1, int(round(int(self.refine["radius"]) / max(s, 1e-6) * 0.5)))
@@ -786,10 +791,17 @@ class AnimeRegionCut:
                 out[box] |= coarse[box]
         return out
 
-    def refine_full(self, image: np.ndarray, fg: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    def refine_full(
+        self,
+        image: np.ndarray,
+        fg: np.ndarray,
+        allowed: np.ndarray,
+        seen: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Pixel graph cut at the image's own resolution in a ``fullres.px`` band around ``fg``.
 
-        image: HxWx3 uint8 RGB; fg, allowed: HxW bool (the upscaled cut and foreground limit).
+        image: HxWx3 uint8 RGB; fg, allowed: HxW bool (the upscaled cut and foreground limit);
+        seen: HxW float log-odds added per pixel (the background plate's) or None.
         Works on the crop around the band only. Returns HxW bool.
         """
         cfg = self.fullres
@@ -807,6 +819,8 @@ class AnimeRegionCut:
             outside = cv2.distanceTransform(1 - f8, cv2.DIST_L2, 3)
             signed = np.clip((inside - outside) / px, -1.0, 1.0) * float(cfg["prior"])
             extra = signed if extra is None else extra + signed
+        if seen is not None:
+            extra = seen[window] if extra is None else extra + seen[window]
         sigma = cfg["sigma"] if cfg["sigma"] is not None else self.colour["sigma"]
         model = ColourModel(int(self.colour["bins"]), float(sigma))
         out = fg.copy()

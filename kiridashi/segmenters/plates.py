@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-PLATES = {"enabled": False, "weight": 4.0, "low": 4.0, "high": 20.0, "grow": 0.15,
+PLATES = {"enabled": False, "weight": 4.0, "band_weight": 0.0, "low": 4.0, "high": 20.0, "grow": 0.15,
           "max_partners": 3, "side": 1280, "reach": 0.5, "thumb_side": 96, "tolerance": 16.0, "agree": 0.8,
           "min_shared": 0.05, "max_spread": 20.0, "blur": 1.0}  # fmt: skip
 
