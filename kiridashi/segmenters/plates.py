@@ -11,10 +11,13 @@ Two steps, both deterministic:
 1. :func:`view` - a small per-image summary (work size, a thumbnail, the character boxes), and
    :func:`pick_partners` - for each image, the other images of the same work size whose
    thumbnails agree outside the boxes of both (the same background, aligned), at most
-   ``max_partners``, those whose boxes overlap the image's boxes least first.
-2. :func:`evidence` - per pixel, the partners' median colour where at least one partner shows
-   the background there (and two or more agree within ``max_spread``), and the image's distance
-   from it mapped to [-1, 1]: -1 at or below ``low`` (background), +1 at or above ``high``.
+   ``max_partners``, those that show most of its boxes' area as background first.
+2. :func:`plate_evidence` / :func:`evidence` - per pixel, the partners' median colour where at
+   least one partner shows the background there (and two or more agree within
+   ``max_spread``), and the image's distance from it mapped to [-1, 1]: -1 at or below ``low``
+   (background), +1 at or above ``high``; compared at a long side of at most ``side``, around
+   the image's own characters only. The segmenter adds it x ``weight`` to its coarse cut and
+   x ``band_weight`` to its full-resolution band cut.
 
 Coordinates: boxes are XYXY in work-image pixels; images are HxWx3 uint8 RGB at work size.
 """
@@ -27,9 +30,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-PLATES = {"enabled": False, "weight": 4.0, "band_weight": 0.0, "low": 4.0, "high": 20.0, "grow": 0.15,
-          "max_partners": 3, "side": 1280, "reach": 0.5, "thumb_side": 96, "tolerance": 16.0, "agree": 0.8,
-          "min_shared": 0.05, "max_spread": 20.0, "blur": 1.0}  # fmt: skip
+PLATES = {"enabled": False, "weight": 4.0, "band_weight": 0.0, "low": 4.0, "high": 20.0,
+          "grow": 0.15, "max_partners": 3, "side": 1280, "reach": 0.5, "thumb_side": 96,
+          "tolerance": 16.0, "agree": 0.8, "min_shared": 0.05, "max_spread": 20.0,
+          "blur": 1.0}  # fmt: skip
 
 
 def settings(cfg: dict | None) -> dict:
