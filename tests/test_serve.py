@@ -333,6 +333,7 @@ def test_a_folder_job_pairs_images_by_background_as_extract_does(server, work, t
     assert reply.status == 202, reply.body
     job = server.wait_job(reply.json()["id"])
     assert job["status"] == "done" and job["processed"] == len(ROOM), job
+    assert job["detected"] == len(ROOM), job  # the first pass's own progress
     results = server.get(f"/v1/jobs/{job['id']}/results").json()["results"]
     counts = results["summary"]["counts"]
     assert sum(counts["detect"].values()) == len(ROOM), counts

@@ -269,9 +269,16 @@ class Jobs:
             # background plates pair images by their detections (as `kiridashi extract`):
             # every image's detect step first, then each image is cut with its partners
             base = {"overrides": job["overrides"], "step": "detect"}
+            job["detected"] = 0  # this pass's progress (the page shows it)
+            replies: list[tuple] = [("cancelled",)] * len(todo)
             with ThreadPoolExecutor(max_workers=self.pool.size) as ex:
-                tasks = [{**base, "path": str(s.path), "name": s.rel} for s, _ in todo]
-                replies = list(ex.map(call, tasks))
+                firsts = {ex.submit(call, {**base, "path": str(s.path), "name": s.rel}): k
+                          for k, (s, _) in enumerate(todo)}  # fmt: skip
+                for fut in as_completed(firsts):
+                    replies[firsts[fut]] = fut.result()
+                    job["detected"] += 1
+                    if job_id not in self._cancelled:
+                        self._save(job)
             for reply in replies:
                 if reply[0] == "error" and reply[1] == "config":
                     raise ConfigError(reply[2])

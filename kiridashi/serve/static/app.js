@@ -178,6 +178,9 @@ async function refreshJobs() {
     const total = j.total ?? 0;
     const bar = el("progress", { max: Math.max(1, total), value: j.done });
     const skipped = j.skipped.length ? ` · ${j.skipped.length} skipped` : "";
+    // a job over images that share backgrounds finds every image's characters first
+    const finding = j.status === "running" && j.detected != null && j.detected < total && !j.done
+      ? ` · finding characters ${j.detected}/${total}` : "";
     const actions = j.status === "done"
       ? el("a", { href: `/v1/jobs/${j.id}/results`, target: "_blank" }, "results")
       : ["queued", "running"].includes(j.status)
@@ -185,7 +188,7 @@ async function refreshJobs() {
         : "";
     return el("tr", { "data-job": j.id },
       el("td", {}, j.id), el("td", {}, j.input), el("td", { class: "status" }, j.status),
-      el("td", {}, bar, ` ${j.done}/${total}${skipped}`), el("td", {}, actions));
+      el("td", {}, bar, ` ${j.done}/${total}${skipped}${finding}`), el("td", {}, actions));
   });
   $("#jobs tbody").replaceChildren(...rows);
   if (jobs.some((j) => ["queued", "running"].includes(j.status)) && !$("#tab-jobs").hidden) {
