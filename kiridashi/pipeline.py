@@ -165,24 +165,28 @@ class CacheView:
 def assign_partners(runner: Runner, sources: list[Source], records: list[dict]) -> None:
     """Background-plate partners (:mod:`kiridashi.segmenters.plates`) for every image not
     skipped, from each one's cached detections: recorded in ``plate_partners`` and set on the
-    sources. Needs the detect step done; nothing when the segment config has no plates."""
+    sources. Needs the detect step done; nothing when the segment config has no plates.
+    Images are paired within runs of ``plates.chunk`` (memory stays bounded in any folder)."""
     if runner.plates is None:
         return
     from kiridashi.segmenters.plates import pick_partners
 
-    views = []
-    for src, record in zip(sources, records, strict=True):
-        view = None
-        if record.get("status") != "skipped":
-            try:
-                view = runner.plate_view(src)
-            except (Skipped, kio.BadInput) as exc:
-                log.info("no background plate for %s: %s", src.rel, exc)
-            finally:
-                src.release()
-        views.append(view)
-    for record, picked in zip(records, pick_partners(views, runner.plates), strict=True):
-        record["plate_partners"] = [sources[j].rel for j in picked]
+    chunk = max(2, int(runner.plates["chunk"]))
+    for start in range(0, len(sources), chunk):
+        part = range(start, min(len(sources), start + chunk))
+        views = []
+        for k in part:
+            view = None
+            if records[k].get("status") != "skipped":
+                try:
+                    view = runner.plate_view(sources[k])
+                except (Skipped, kio.BadInput) as exc:
+                    log.info("no background plate for %s: %s", sources[k].rel, exc)
+                finally:
+                    sources[k].release()
+            views.append(view)
+        for k, picked in zip(part, pick_partners(views, runner.plates), strict=True):
+            records[k]["plate_partners"] = [sources[start + j].rel for j in picked]
     link_partners(sources, records)
 
 

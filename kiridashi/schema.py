@@ -106,6 +106,7 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("segment.iterations", Rule(ge=1)),
     ("segment.bias", Rule()),
     ("segment.plates.thumb_side", Rule(ge=8)),
+    ("segment.plates.chunk", Rule(ge=2)),
     ("segment.plates.agree", SHARE),
     ("segment.plates.min_shared", SHARE),
     ("merge.edges.mode", Rule(choices=("soft", "hard"))),

@@ -94,6 +94,23 @@ def test_images_pair_by_aligned_background_and_size():
     assert plates.pick_partners([views[0], None, views[1]], CFG) == [[2], [], [0]]
 
 
+def test_a_large_folder_pairs_through_the_block_index():
+    """More than SMALL_GROUP images of one size: candidates come from the block-colour index
+    (linear in the folder), and every image still gets partners over its own background."""
+    rng = np.random.default_rng(3)
+    backdrops = [background(seed) for seed in range(6)]
+    views, which = [], []
+    for k in range(plates.SMALL_GROUP + 60):
+        b = k % len(backdrops)
+        noisy = np.clip(backdrops[b] + rng.normal(0, 3, backdrops[b].shape), 0, 255)
+        img, box, _ = with_figure(noisy.astype(np.uint8), 10 + (k * 7) % 110)
+        views.append(plates.view(img, [box], CFG))
+        which.append(b)
+    picked = plates.pick_partners(views, CFG)
+    assert all(len(p) == CFG["max_partners"] for p in picked)
+    assert all(which[j] == which[i] for i, p in enumerate(picked) for j in p)
+
+
 # ------------------------------------------------------------------------------ end to end
 
 ROOM = (  # dev2: five images over one dark room; the first is a dark-haired figure in it

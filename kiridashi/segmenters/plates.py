@@ -33,7 +33,7 @@ import numpy as np
 PLATES = {"enabled": False, "weight": 4.0, "band_weight": 0.0, "low": 4.0, "high": 20.0,
           "grow": 0.15, "max_partners": 3, "side": 1280, "reach": 0.5, "thumb_side": 96,
           "tolerance": 16.0, "agree": 0.8, "min_shared": 0.05, "max_spread": 20.0,
-          "blur": 1.0}  # fmt: skip
+          "blur": 1.0, "chunk": 20000}  # fmt: skip
 
 
 def settings(cfg: dict | None) -> dict:
@@ -43,7 +43,7 @@ def settings(cfg: dict | None) -> dict:
 
 @dataclass(frozen=True)
 class View:
-    """What pairing needs of one image: work size (H, W), an h x w x 3 float32 thumbnail and
+    """What pairing needs of one image: work size (H, W), an h x w x 3 uint8 RGB thumbnail and
     the character boxes (XYXY, work pixels)."""
 
     hw: tuple[int, int]
@@ -86,42 +86,108 @@ def _smaller(image: np.ndarray, side: float) -> tuple[np.ndarray, float]:
 def view(image: np.ndarray, boxes: Sequence[Sequence[float]], cfg: dict) -> View:
     """The pairing summary of one work image (HxWx3 uint8 RGB) and its character boxes."""
     thumb, _ = _smaller(image, cfg["thumb_side"])
-    return View(image.shape[:2], thumb.astype(np.float32),
+    return View(image.shape[:2], np.ascontiguousarray(thumb, np.uint8),
                 tuple(tuple(float(v) for v in b) for b in boxes))  # fmt: skip
 
 
-def _shared_background(a: View, b: View, cfg: dict) -> tuple[bool, float]:
-    """(same aligned background, share of a's box area that b shows as background)."""
-    if a.hw != b.hw or a.thumb.shape != b.thumb.shape:
-        return False, 0.0
-    th, tw = a.thumb.shape[:2]
-    s = tw / a.hw[1]
-    grow = float(cfg["grow"])
-    out_a = outside_boxes((th, tw), a.boxes, grow, s)
-    out_b = outside_boxes((th, tw), b.boxes, grow, s)
-    both = out_a & out_b
-    if both.mean() < float(cfg["min_shared"]):
-        return False, 0.0
-    diff = np.abs(a.thumb - b.thumb).max(2)[both]
-    same = float((diff <= float(cfg["tolerance"])).mean()) > float(cfg["agree"])
-    covered = (~out_a).sum()
-    return same, float((~out_a & out_b).sum() / covered) if covered else 1.0
+SMALL_GROUP = 256  # size groups up to this compare every pair; larger ones use a block index
+
+
+class _BlockIndex:
+    """Which images of a size group share block colours: per (block, colour quantised to 32
+    levels per channel) key, the images whose block there is outside their boxes, in order.
+    ``coarse``: n x bh x bw x 3 float block means; ``shown``: n x bh x bw bool."""
+
+    REACH = 32  # neighbours taken on either side of an image in each key's list
+    TOP = 64  # candidates kept per image (most shared keys first)
+
+    def __init__(self, coarse: np.ndarray, shown: np.ndarray):
+        n, bh, bw = shown.shape
+        q = np.clip(coarse // 32, 0, 7).astype(np.int64)
+        code = (np.arange(bh * bw).reshape(bh, bw) * 512)[None] + q[..., 0] * 64 + q[..., 1] * 8
+        code = code + q[..., 2]
+        self.keys = [code[k][shown[k]] for k in range(n)]
+        owner = np.repeat(np.arange(n), [k.size for k in self.keys])
+        flat = np.concatenate(self.keys) if n else np.zeros(0, np.int64)
+        order = np.lexsort((owner, flat))
+        self.flat, self.owner = flat[order], owner[order]
+
+    def candidates(self, a: int) -> np.ndarray:
+        """Indices of up to ``TOP`` images sharing the most block keys with image ``a``."""
+        keys = self.keys[a]
+        if keys.size == 0:
+            return np.zeros(0, np.int64)
+        lo = np.searchsorted(self.flat, keys, "left")
+        hi = np.searchsorted(self.flat, keys, "right")
+        picks = []
+        for start, stop in zip(lo, hi, strict=True):
+            here = start + np.searchsorted(self.owner[start:stop], a)
+            picks.append(
+                self.owner[max(start, here - self.REACH) : min(stop, here + self.REACH + 1)]
+            )
+        votes = np.bincount(np.concatenate(picks))
+        votes[a] = 0
+        ranked = np.argsort(-votes, kind="stable")[: self.TOP]
+        return ranked[votes[ranked] >= max(2, keys.size // 4)]
 
 
 def pick_partners(views: Sequence[View | None], cfg: dict) -> list[list[int]]:
     """For each view, the indices of up to ``max_partners`` others with the same aligned
     background, those that show most of its boxes' area as background first (then by index).
-    A None view (an image that failed) has and is no partner."""
-    out: list[list[int]] = []
-    for i, a in enumerate(views):
-        found = []
-        for j, b in enumerate(views):
-            if j == i or a is None or b is None:
+    A None view (an image that failed) has and is no partner.
+
+    Two views share an aligned background when they have the same work size and, on the
+    pixels outside the grown boxes of both (at least ``min_shared`` of the thumbnail), their
+    thumbnails differ by at most ``tolerance`` on more than ``agree`` of them. Views are
+    compared a size group at a time. Candidates come first from 6 x 6 blocks of the
+    thumbnails: in a group of up to 256, every pair whose blocks agree on more than ``agree`` -
+    0.2 of those outside both boxes; in a larger one, the images that share the most block
+    colours (block, colour quantised to 32 levels) with it among the nearest 32 on either side
+    of it in each block colour's list - linear in the group, so a folder of a million
+    screenshots pairs too (only a few good partners are needed, not all).
+    """
+    out: list[list[int]] = [[] for _ in views]
+    groups: dict[tuple, list[int]] = {}
+    for i, v in enumerate(views):
+        if v is not None:
+            groups.setdefault((tuple(v.hw), v.thumb.shape), []).append(i)
+    tol, agree, grow = float(cfg["tolerance"]), float(cfg["agree"]), float(cfg["grow"])
+    keep = int(cfg["max_partners"])
+    for members in groups.values():
+        if len(members) < 2 or keep <= 0:
+            continue
+        thumbs = np.stack([views[i].thumb for i in members]).astype(np.float32)  # n x h x w x 3
+        th, tw = thumbs.shape[1:3]
+        s = tw / views[members[0]].hw[1]
+        shown = np.stack([outside_boxes((th, tw), views[i].boxes, grow, s) for i in members])
+        f = 6  # blocks of the first look
+        bh, bw = th // f, tw // f
+        coarse = thumbs[:, : bh * f, : bw * f].reshape(-1, bh, f, bw, f, 3).mean((2, 4))
+        coarse_shown = shown[:, : bh * f, : bw * f].reshape(-1, bh, f, bw, f).all((2, 4))
+        index = _BlockIndex(coarse, coarse_shown) if len(members) > SMALL_GROUP else None
+        for a, i in enumerate(members):
+            if index is None:
+                both = coarse_shown & coarse_shown[a]
+                n_both = both.sum((1, 2))
+                close = (np.abs(coarse - coarse[a]).max(-1) <= tol) & both
+                rough = close.sum((1, 2)) / np.maximum(n_both, 1)
+                cand = np.flatnonzero((n_both < 4) | (rough > agree - 0.2))
+            else:
+                cand = index.candidates(a)
+            cand = cand[cand != a]
+            if cand.size == 0:
                 continue
-            same, shows = _shared_background(a, b, cfg)
-            if same:
-                found.append((-shows, j))
-        out.append([j for _, j in sorted(found)[: int(cfg["max_partners"])]])
+            both = shown[cand] & shown[a]
+            n_both = both.sum((1, 2))
+            close = (np.abs(thumbs[cand] - thumbs[a]).max(-1) <= tol) & both
+            same = (n_both >= float(cfg["min_shared"]) * th * tw) & (
+                close.sum((1, 2)) > agree * n_both
+            )
+            covered = ~shown[a]
+            n_cov = covered.sum()
+            shows = (covered & shown[cand]).sum((1, 2)) / n_cov if n_cov else np.ones(cand.size)
+            found = sorted((-float(shows[k]), members[cand[k]]) for k in np.flatnonzero(same))
+            out[i] = [j for _, j in found[:keep]]
     return out
 
 
