@@ -33,7 +33,7 @@ import numpy as np
 PLATES = {"enabled": False, "weight": 4.0, "band_weight": 0.0, "low": 4.0, "high": 20.0,
           "grow": 0.15, "max_partners": 3, "side": 1280, "reach": 0.5, "thumb_side": 96,
           "tolerance": 16.0, "agree": 0.8, "min_shared": 0.05, "max_spread": 20.0,
-          "blur": 1.0, "chunk": 20000}  # fmt: skip
+          "blur": 1.0, "chunk": 5000}  # fmt: skip
 
 
 def settings(cfg: dict | None) -> dict:
@@ -143,8 +143,8 @@ def pick_partners(views: Sequence[View | None], cfg: dict) -> list[list[int]]:
     thumbnails: in a group of up to 256, every pair whose blocks agree on more than ``agree`` -
     0.2 of those outside both boxes; in a larger one, the images that share the most block
     colours (block, colour quantised to 32 levels) with it among the nearest 32 on either side
-    of it in each block colour's list - linear in the group, so a folder of a million
-    screenshots pairs too (only a few good partners are needed, not all).
+    of it in each block colour's list - linear in the group (only a few good partners are
+    needed, not all). Callers pair a big folder in runs (``chunk``) to bound memory.
     """
     out: list[list[int]] = [[] for _ in views]
     groups: dict[tuple, list[int]] = {}
@@ -156,13 +156,14 @@ def pick_partners(views: Sequence[View | None], cfg: dict) -> list[list[int]]:
     for members in groups.values():
         if len(members) < 2 or keep <= 0:
             continue
-        thumbs = np.stack([views[i].thumb for i in members]).astype(np.float32)  # n x h x w x 3
+        thumbs = np.stack([views[i].thumb for i in members])  # n x h x w x 3 uint8
         th, tw = thumbs.shape[1:3]
         s = tw / views[members[0]].hw[1]
         shown = np.stack([outside_boxes((th, tw), views[i].boxes, grow, s) for i in members])
         f = 6  # blocks of the first look
         bh, bw = th // f, tw // f
-        coarse = thumbs[:, : bh * f, : bw * f].reshape(-1, bh, f, bw, f, 3).mean((2, 4))
+        blocks = thumbs[:, : bh * f, : bw * f].reshape(-1, bh, f, bw, f, 3)
+        coarse = blocks.mean((2, 4), dtype=np.float32)
         coarse_shown = shown[:, : bh * f, : bw * f].reshape(-1, bh, f, bw, f).all((2, 4))
         index = _BlockIndex(coarse, coarse_shown) if len(members) > SMALL_GROUP else None
         for a, i in enumerate(members):
@@ -179,7 +180,8 @@ def pick_partners(views: Sequence[View | None], cfg: dict) -> list[list[int]]:
                 continue
             both = shown[cand] & shown[a]
             n_both = both.sum((1, 2))
-            close = (np.abs(thumbs[cand] - thumbs[a]).max(-1) <= tol) & both
+            diff = np.abs(thumbs[cand].astype(np.int16) - thumbs[a].astype(np.int16))
+            close = (diff.max(-1) <= tol) & both
             same = (n_both >= float(cfg["min_shared"]) * th * tw) & (
                 close.sum((1, 2)) > agree * n_both
             )
