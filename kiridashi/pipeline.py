@@ -162,6 +162,21 @@ class CacheView:
         runner.plate_view(src)
 
 
+# the steps a first pass over every image (detect, for background plates) counts
+FIRST_PASS = ("preprocess", "detect")
+
+
+@contextlib.contextmanager
+def counted_before(runner: Runner, steps: Iterable[str]):
+    """Steps an earlier pass of this run already counted for every image: what the block adds
+    to their counts (all reuse of that pass's results) is not counted again."""
+    earlier = {s: Counter(runner.counts[s]) for s in steps}
+    try:
+        yield
+    finally:
+        runner.counts.update(earlier)
+
+
 def assign_partners(runner: Runner, sources: list[Source], records: list[dict]) -> None:
     """Background-plate partners (:mod:`kiridashi.segmenters.plates`) for every image not
     skipped, from each one's cached detections: recorded in ``plate_partners`` and set on the
@@ -516,7 +531,6 @@ def write_results(
     if isinstance(out_dir, Path):
         remove_stale_temp_files(out_dir)
     count_skipped(runner, "merge", len(report.get("skipped_files", [])))
-    earlier = {s: Counter(runner.counts[s]) for s in settled}
     t0 = time.perf_counter()
     done = 0
 
@@ -529,8 +543,8 @@ def write_results(
             _write_output(out_dir, RESULTS, _json_bytes(partial))
 
     writer = functools.partial(write_image_outputs, out_dir)
-    run_step(runner, "merge", sources, records, writer, jobs=jobs, on_done=on_done)
-    runner.counts.update(earlier)
+    with counted_before(runner, settled):
+        run_step(runner, "merge", sources, records, writer, jobs=jobs, on_done=on_done)
     doc = results_document(records, report, runner.cfg, runner, time.perf_counter() - t0)
     _write_output(out_dir, RESULTS, _json_bytes(doc))
     return doc
@@ -575,15 +589,15 @@ def extract(input_dir: Location, out_dir: Location, cfg: dict) -> dict:
     sources, records, report = discover_sources(location(input_dir))
     runner = make_runner(cfg)
     jobs = int(cfg.get("jobs", 1))
+    settled: tuple[str, ...] = ()
     if runner.plates is not None and len(sources) > 1:
         # background plates pair images by their detections: detect every image first
         # (cached), then cut each with its partners; the detect pass's counts are the run's
         run_step(runner, "detect", sources, records, CacheView(runner), jobs=jobs)
         assign_partners(runner, sources, records)
-        doc = write_results(location(out_dir), sources, records, report, runner, jobs=jobs,
-                            settled=("preprocess", "detect"))  # fmt: skip
-    else:
-        doc = write_results(location(out_dir), sources, records, report, runner, jobs=jobs)
+        settled = FIRST_PASS
+    doc = write_results(location(out_dir), sources, records, report, runner, jobs=jobs,
+                        settled=settled)  # fmt: skip
     print(report_counts(runner))
     print("\n".join(summary_lines(doc, out_dir)))
     return doc

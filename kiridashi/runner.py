@@ -328,14 +328,11 @@ class Runner:
 
         if self.plates is None:
             return None
-        max_side = int(self.cfg["preprocess"].get("max_side", 0))
-        max_pixels = int(self.cfg["preprocess"].get("max_pixels", 64_000_000))
         partners = []
-        for p in src.partners:
+        for p in src.partners:  # decoded aside: the source's own decoded image stays kept
             try:
                 boxes = self.plate_view(p).boxes
-                rgb = kio.decode_image(p.data, max_pixels).rgb
-                partners.append((resize_to_work(rgb, max_side), boxes))
+                partners.append((self._at_work_size(self._decode(p).rgb), boxes))
             except (kio.BadInput, OSError, Skipped) as exc:
                 log.info("plate partner %s of %s left out: %s", p.rel, src.rel, exc)
             finally:
@@ -348,9 +345,17 @@ class Runner:
         """The source decoded (``.rgb`` HxWx3 uint8, oriented, full size; raises BadInput); the
         last one is kept, so the steps of one image decode it once."""
         if self._last_decoded[0] != src.hash:
-            max_pixels = int(self.cfg["preprocess"].get("max_pixels", 64_000_000))
-            self._last_decoded = (src.hash, kio.decode_image(src.data, max_pixels))
+            self._last_decoded = (src.hash, self._decode(src))
         return self._last_decoded[1]
+
+    def _decode(self, src: Source) -> kio.DecodedImage:
+        """The source decoded, within ``preprocess.max_pixels`` (raises BadInput)."""
+        return kio.decode_image(src.data, int(self.cfg["preprocess"].get("max_pixels", 64_000_000)))
+
+    def _at_work_size(self, rgb: np.ndarray) -> np.ndarray:
+        """A decoded HxWx3 image at work size (``preprocess.max_side``), contiguous."""
+        max_side = int(self.cfg["preprocess"].get("max_side", 0))
+        return np.ascontiguousarray(resize_to_work(rgb, max_side))
 
     def segment_input(self, src: Source) -> np.ndarray:
         """The work-size image the segmenter sees, by ``segment.input``: ``original`` (default:
@@ -365,8 +370,7 @@ class Runner:
     def work_original(self, src: Source) -> np.ndarray:
         """The decoded image at work size (``preprocess.max_side``), without denoise and CLAHE:
         HxWx3 uint8 RGB, the size of the preprocessed image."""
-        max_side = int(self.cfg["preprocess"].get("max_side", 0))
-        return np.ascontiguousarray(resize_to_work(self.decoded(src).rgb, max_side))
+        return self._at_work_size(self.decoded(src).rgb)
 
     def merge(self, src: Source) -> dict:
         """Final outputs of one image as encoded bytes (see :func:`write_outputs`)."""

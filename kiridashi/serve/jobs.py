@@ -19,7 +19,6 @@ import shutil
 import threading
 import time
 import zipfile
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -32,8 +31,6 @@ from kiridashi.serve.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 JOB = "job.json"
-# a job's first pass (detect every image, for background plates) counts these steps
-PASS_ONE = {("step", "preprocess"), ("step", "detect"), ("kind", "preprocess"), ("kind", "detect")}
 UNFINISHED = ("queued", "running")
 
 
@@ -218,9 +215,11 @@ class Jobs:
         from kiridashi.config import ConfigError
         from kiridashi.evaluate import run_evaluation
         from kiridashi.pipeline import (
+            FIRST_PASS,
             RESULTS,
             assign_partners,
             count_skipped,
+            counted_before,
             discover_sources,
             make_runner,
             remove_stale_temp_files,
@@ -264,7 +263,7 @@ class Jobs:
             except (WorkerDied, WorkerStartError) as exc:
                 return ("error", "internal", f"worker failed: {exc}")
 
-        settled = False
+        settled: tuple[str, ...] = ()
         if runner.plates is not None and len(todo) > 1:
             # background plates pair images by their detections (as `kiridashi extract`):
             # every image's detect step first, then each image is cut with its partners
@@ -284,11 +283,13 @@ class Jobs:
                     raise ConfigError(reply[2])
                 if reply[0] == "ok":
                     runner.add_tally(reply[3])
+                elif reply[0] == "error":  # a lost worker: counted where the pass stopped
+                    count_skipped(runner, "detect")
             ok = [(s, r) for (s, r), reply in zip(todo, replies, strict=True)
                   if reply[0] == "ok" and reply[1]["status"] == "ok"]  # fmt: skip
             if job_id not in self._cancelled:  # (cancelled: the second pass stops at once)
                 assign_partners(runner, [s for s, _ in ok], [r for _, r in ok])
-            settled = True
+            settled = FIRST_PASS  # the second pass's preprocess / detect are this pass's
 
         def one(src, record) -> tuple:
             with self._lock:
@@ -303,7 +304,7 @@ class Jobs:
                 "partners": [str(p.path) for p in src.partners],
             })  # fmt: skip
 
-        with ThreadPoolExecutor(max_workers=self.pool.size) as ex:
+        with counted_before(runner, settled), ThreadPoolExecutor(self.pool.size) as ex:
             futures = {ex.submit(one, s, r): r for s, r in todo}
             for fut in as_completed(futures):
                 record = futures[fut]
@@ -323,9 +324,6 @@ class Jobs:
                     result.pop("flags", None)
                     record.clear()
                     record.update(result)
-                    if settled:  # the first pass counted preprocess and detect
-                        delta = Counter({k: v for k, v in delta.items()
-                                         if k[:2] not in PASS_ONE})  # fmt: skip
                     runner.add_tally(delta)
                 job["done"] += 1
                 if record.get("status") == "ok":
